@@ -1,0 +1,9 @@
+"""pytest-llmeval: LLM regression testing with YAML golden cases across a model matrix."""
+
+from __future__ import annotations
+
+from pytest_llmeval.python_api import LLM
+from pytest_llmeval.scoring import Verdict
+
+__all__ = ["LLM", "Verdict", "__version__"]
+__version__ = "0.1.0"

@@ -1,0 +1,458 @@
+"""Golden-case files: YAML → Suite and Case, validated with file:line errors.
+
+Values come from ``yaml.safe_load``-equivalent construction; line numbers come
+from the composed node tree walked alongside, so every message can point at
+the line a person has to edit.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SUITE_SUFFIXES = (".llmeval.yaml", ".llmeval.yml")
+
+SUITE_KEYS = frozenset(
+    {
+        "suite",
+        "description",
+        "prompt",
+        "messages",
+        "response_format",
+        "scoring",
+        "threshold",
+        "cases",
+    }
+)
+CASE_KEYS = frozenset({"id", "inputs", "messages", "expected", "tags", "notes"})
+PROMPT_KEYS = frozenset({"system", "user"})
+MESSAGE_KEYS = frozenset({"role", "content"})
+ROLES = frozenset({"system", "user", "assistant", "developer"})
+SCORING_KEYS = frozenset(
+    {"method", "ignore_order", "ignore_string_case", "numeric_tolerance", "exclude_paths"}
+)
+SCORING_METHODS = frozenset({"structural"})
+
+CASE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+# `{name}` is a variable; `{{name}}` is a literal `{name}`; any other brace (JSON in a
+# few-shot turn, say) is left alone, so prompts need no escaping.
+TEMPLATE_VAR = re.compile(r"\{\{([A-Za-z_]\w*)\}\}|\{([A-Za-z_]\w*)\}")
+
+
+class CaseFileError(Exception):
+    """One or more problems in a case file, each already located as ``file:line: ...``."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Scoring:
+    method: str = "structural"
+    ignore_order: bool = False
+    ignore_string_case: bool = False
+    numeric_tolerance: float = 0.0
+    exclude_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    line: int
+    expected: Any
+    inputs: dict[str, Any] = field(default_factory=dict)
+    messages: tuple[Message, ...] = ()
+    tags: tuple[str, ...] = ()
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    line: int
+    cases: tuple[Case, ...]
+    # The suite-level chat template: system/user prompt or explicit turns.
+    messages: tuple[Message, ...] = ()
+    description: str | None = None
+    # None: free text; {} : JSON mode; a mapping: a JSON schema.
+    response_schema: dict[str, Any] | None = field(default_factory=dict)
+    json_mode: bool = True
+    scoring: Scoring = Scoring()
+    threshold: float | None = None
+
+    def render(self, case: Case) -> tuple[Message, ...]:
+        """The chat messages sent for ``case``: its own, or the suite's template filled in."""
+        if case.messages:
+            return case.messages
+        return tuple(Message(m.role, fill_template(m.content, case.inputs)) for m in self.messages)
+
+
+def fill_template(template: str, inputs: dict[str, Any]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1) is not None:
+            return "{" + match.group(1) + "}"
+        value = inputs[match.group(2)]
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+    return TEMPLATE_VAR.sub(replace, template)
+
+
+def template_variables(template: str) -> set[str]:
+    return {m.group(2) for m in TEMPLATE_VAR.finditer(template) if m.group(2) is not None}
+
+
+def is_suite_file(path: Path) -> bool:
+    return path.name.endswith(SUITE_SUFFIXES)
+
+
+def load_suite(path: Path, display: str | None = None) -> Suite:
+    """Parse and validate one case file; raises CaseFileError listing every problem found."""
+    shown = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseFileError(path, [f"{shown}: cannot read: {exc}"]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        reason = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise CaseFileError(path, [f"{shown}:{line}: YAML syntax error: {reason}"]) from None
+    reader = _SuiteReader(path, shown)
+    suite = reader.read(root)
+    if reader.problems or suite is None:
+        raise CaseFileError(path, sorted(reader.problems, key=_line_of))
+    return suite
+
+
+def _construct(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _is_json_like(value: Any) -> bool:
+    if value is None or isinstance(value, str | bool | int | float):
+        return True
+    if isinstance(value, list):
+        return all(_is_json_like(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json_like(v) for k, v in value.items())
+    return False
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+class _SuiteReader:
+    """Walks the composed YAML tree, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, path: Path, shown: str) -> None:
+        self.path = path
+        self.shown = shown
+        self.problems: list[str] = []
+
+    def problem(self, node: yaml.Node | int, message: str, case: str | None = None) -> None:
+        line = node if isinstance(node, int) else _line(node)
+        where = f"case {case!r}: " if case else ""
+        self.problems.append(f"{self.shown}:{line}: {where}{message}")
+
+    def mapping(
+        self, node: yaml.Node, allowed: frozenset[str], what: str, case: str | None = None
+    ) -> dict[str, yaml.Node] | None:
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, f"{what} must be a mapping", case)
+            return None
+        out: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                self.problem(key_node, f"{what} has a key that is not a plain name", case)
+                continue
+            if key in out:
+                self.problem(key_node, f"duplicate key {key!r} in {what}", case)
+                continue
+            if key not in allowed:
+                self.problem(key_node, _unknown_key(key, allowed, what), case)
+                continue
+            out[key] = value_node
+        return out
+
+    def read(self, root: yaml.Node | None) -> Suite | None:
+        if root is None:
+            self.problem(1, "empty file: a suite needs `suite:` and `cases:`")
+            return None
+        keys = self.mapping(root, SUITE_KEYS, "the suite")
+        if keys is None:
+            return None
+        name = self.string(keys, "suite", root, required=True)
+        description = self.string(keys, "description", root)
+        template = self.suite_messages(keys, root)
+        schema, json_mode = self.response_format(keys.get("response_format"))
+        scoring = self.scoring(keys.get("scoring"))
+        threshold = self.threshold(keys.get("threshold"))
+        variables = set().union(*(template_variables(m.content) for m in template))
+        cases = self.cases(keys.get("cases"), root, variables, has_template=bool(template))
+        if self.problems or name is None:
+            return None
+        return Suite(
+            name=name,
+            path=self.path,
+            line=_line(root),
+            cases=tuple(cases),
+            messages=tuple(template),
+            description=description,
+            response_schema=schema,
+            json_mode=json_mode,
+            scoring=scoring,
+            threshold=threshold,
+        )
+
+    def string(
+        self, keys: dict[str, yaml.Node], key: str, parent: yaml.Node, *, required: bool = False
+    ) -> str | None:
+        node = keys.get(key)
+        if node is None:
+            if required:
+                self.problem(parent, f"missing `{key}:`")
+            return None
+        value = _construct(node)
+        if not isinstance(value, str) or not value.strip():
+            self.problem(node, f"`{key}` must be a non-empty string")
+            return None
+        return value
+
+    def suite_messages(self, keys: dict[str, yaml.Node], root: yaml.Node) -> list[Message]:
+        prompt, messages = keys.get("prompt"), keys.get("messages")
+        if prompt is not None and messages is not None:
+            self.problem(messages, "give either `prompt:` or `messages:`, not both")
+            return []
+        if messages is not None:
+            return self.message_list(messages, "`messages`")
+        if prompt is None:
+            return []  # every case must then carry its own messages
+        fields = self.mapping(prompt, PROMPT_KEYS, "`prompt`")
+        if fields is None:
+            return []
+        out = []
+        for role in ("system", "user"):
+            node = fields.get(role)
+            if node is None:
+                continue
+            value = _construct(node)
+            if not isinstance(value, str):
+                self.problem(node, f"`prompt.{role}` must be a string")
+                continue
+            out.append(Message(role, value))
+        if not any(m.role == "user" for m in out):
+            self.problem(prompt, "`prompt` needs a `user:` template")
+        return out
+
+    def message_list(self, node: yaml.Node, what: str, case: str | None = None) -> list[Message]:
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            self.problem(node, f"{what} must be a non-empty list of {{role, content}}", case)
+            return []
+        out = []
+        for item in node.value:
+            fields = self.mapping(item, MESSAGE_KEYS, "a message", case)
+            if fields is None:
+                continue
+            role = _construct(fields["role"]) if "role" in fields else None
+            content = _construct(fields["content"]) if "content" in fields else None
+            if role not in ROLES:
+                self.problem(
+                    item, f"message role must be one of {sorted(ROLES)}, not {role!r}", case
+                )
+            elif not isinstance(content, str):
+                self.problem(item, "message `content` must be a string", case)
+            else:
+                out.append(Message(role, content))
+        return out
+
+    def response_format(self, node: yaml.Node | None) -> tuple[dict[str, Any] | None, bool]:
+        if node is None:
+            return {}, True
+        value = _construct(node)
+        if value == "json":
+            return {}, True
+        if value == "text":
+            return None, False
+        if isinstance(value, dict) and _is_json_like(value) and "type" in value:
+            return value, True
+        self.problem(node, "`response_format` must be `json`, `text` or a JSON schema mapping")
+        return {}, True
+
+    def scoring(self, node: yaml.Node | None) -> Scoring:
+        if node is None:
+            return Scoring()
+        fields = self.mapping(node, SCORING_KEYS, "`scoring`")
+        if fields is None:
+            return Scoring()
+        values = {k: _construct(v) for k, v in fields.items()}
+        method = values.get("method", "structural")
+        if method not in SCORING_METHODS:
+            self.problem(
+                fields["method"],
+                f"unknown scoring method {method!r}; "
+                f"available: {', '.join(sorted(SCORING_METHODS))}",
+            )
+        for flag in ("ignore_order", "ignore_string_case"):
+            if flag in values and not isinstance(values[flag], bool):
+                self.problem(fields[flag], f"`scoring.{flag}` must be true or false")
+        tolerance = values.get("numeric_tolerance", 0.0)
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or tolerance < 0:
+            self.problem(fields["numeric_tolerance"], "`numeric_tolerance` must be a number >= 0")
+            tolerance = 0.0
+        paths = values.get("exclude_paths", [])
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            self.problem(fields["exclude_paths"], "`exclude_paths` must be a list of strings")
+            paths = []
+        return Scoring(
+            method=str(method),
+            ignore_order=values.get("ignore_order") is True,
+            ignore_string_case=values.get("ignore_string_case") is True,
+            numeric_tolerance=float(tolerance),
+            exclude_paths=tuple(paths),
+        )
+
+    def threshold(self, node: yaml.Node | None) -> float | None:
+        if node is None:
+            return None
+        value = _construct(node)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            self.problem(node, f"`threshold` must be a number from 0 to 1, not {value!r}")
+            return None
+        return float(value)
+
+    def cases(
+        self, node: yaml.Node | None, root: yaml.Node, variables: set[str], *, has_template: bool
+    ) -> list[Case]:
+        if node is None:
+            self.problem(root, "missing `cases:`")
+            return []
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            self.problem(node, "`cases` must be a non-empty list")
+            return []
+        seen: dict[str, int] = {}
+        out = []
+        for item in node.value:
+            case = self.case(item, variables, has_template)
+            if case is None:
+                continue
+            if case.id in seen:
+                self.problem(
+                    item, f"duplicate case id (first defined at line {seen[case.id]})", case.id
+                )
+                continue
+            seen[case.id] = case.line
+            out.append(case)
+        return out
+
+    def case(self, item: yaml.Node, variables: set[str], has_template: bool) -> Case | None:
+        id_node = _id_node(item)
+        raw_id = _construct(id_node) if id_node is not None else None
+        label = raw_id if isinstance(raw_id, str) else None
+        fields = self.mapping(item, CASE_KEYS, "a case", label)
+        if fields is None:
+            return None
+        before = len(self.problems)
+        if id_node is None:
+            self.problem(item, "case has no `id:`")
+        elif not isinstance(raw_id, str) or not CASE_ID.match(raw_id):
+            self.problem(id_node, f"case id must match {CASE_ID.pattern}, not {raw_id!r}")
+        inputs: dict[str, Any] = {}
+        if "inputs" in fields:
+            value = _construct(fields["inputs"])
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                self.problem(fields["inputs"], "`inputs` must be a mapping of names", label)
+            else:
+                inputs = value
+        messages: list[Message] = []
+        if "messages" in fields:
+            messages = self.message_list(fields["messages"], "`messages`", label)
+        elif not has_template:
+            self.problem(
+                item,
+                "no prompt: give the suite `prompt:`/`messages:` or the case `messages:`",
+                label,
+            )
+        else:
+            missing = sorted(variables - inputs.keys())
+            if missing:
+                where = fields.get("inputs", item)
+                self.problem(
+                    where,
+                    f"the prompt uses {', '.join('{' + m + '}' for m in missing)} "
+                    "but `inputs` does not provide it",
+                    label,
+                )
+        expected: Any = None
+        if "expected" not in fields:
+            self.problem(item, "missing `expected:`", label)
+        else:
+            expected = _construct(fields["expected"])
+            if not _is_json_like(expected):
+                self.problem(
+                    fields["expected"],
+                    "`expected` is not JSON-like (only mappings with string keys, lists, "
+                    "strings, numbers, booleans and null)",
+                    label,
+                )
+        tags: list[str] = []
+        if "tags" in fields:
+            value = _construct(fields["tags"])
+            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+                self.problem(fields["tags"], "`tags` must be a list of strings", label)
+            else:
+                tags = value
+        notes = _construct(fields["notes"]) if "notes" in fields else None
+        if len(self.problems) > before or label is None:
+            return None
+        return Case(
+            id=label,
+            line=_line(item),
+            expected=expected,
+            inputs=inputs,
+            messages=tuple(messages),
+            tags=tuple(tags),
+            notes=notes if isinstance(notes, str) else None,
+        )
+
+
+def _id_node(item: yaml.Node) -> yaml.Node | None:
+    if isinstance(item, yaml.MappingNode):
+        for key_node, value_node in item.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == "id":
+                return value_node  # type: ignore[no-any-return]
+    return None
+
+
+def _unknown_key(key: str, allowed: frozenset[str], what: str) -> str:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key {key!r} in {what}{hint}; allowed: {', '.join(sorted(allowed))}"
+
+
+def _line_of(problem: str) -> int:
+    """The line number in a located problem (``file:LINE: ...``), for ordering."""
+    match = re.search(r":(\d+): ", problem)
+    return int(match.group(1)) if match else 0

@@ -1,0 +1,134 @@
+"""Chat-completion calls through the ``openai`` SDK, timed, counted and costed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from pytest_llmeval.cases import Message
+from pytest_llmeval.models import ModelSpec
+
+# The SDK refuses to build a client without a key; a keyless local endpoint gets this.
+NO_KEY = "no-key-needed"
+
+
+class CallError(Exception):
+    """No answer could be had from the endpoint (after the SDK's retries)."""
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """What shape the answer must take: free text, any JSON object, or a JSON schema."""
+
+    json_mode: bool = True
+    schema: dict[str, Any] | None = None
+
+    def for_model(self, model: ModelSpec) -> dict[str, Any] | None:
+        if not self.json_mode:
+            return None
+        if not self.schema:
+            return {"type": "json_object"}
+        if model.schema_style == "json_object":
+            # llama.cpp's server and some other OpenAI-compatible servers take this form.
+            return {"type": "json_object", "schema": self.schema}
+        return {"type": "json_schema", "json_schema": {"name": "answer", "schema": self.schema}}
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    latency_s: float
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: float | None
+
+
+class Caller:
+    """One SDK client per model, reused for every call in this process."""
+
+    def __init__(self, *, timeout: float, max_retries: int) -> None:
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._clients: dict[str, openai.OpenAI] = {}
+
+    def client(self, model: ModelSpec) -> openai.OpenAI:
+        if model.name not in self._clients:
+            self._clients[model.name] = openai.OpenAI(
+                api_key=model.api_key() or NO_KEY,
+                base_url=model.base_url,
+                timeout=model.timeout or self.timeout,
+                max_retries=self.max_retries,
+            )
+        return self._clients[model.name]
+
+    def complete(
+        self,
+        model: ModelSpec,
+        messages: Sequence[Message],
+        response_format: ResponseFormat,
+        **params: Any,
+    ) -> Completion:
+        body: dict[str, Any] = {**model.params, **params}
+        shape = response_format.for_model(model)
+        if shape is not None:
+            body["response_format"] = shape
+        started = time.perf_counter()
+        try:
+            # Parameters go in extra_body: endpoints take ones the SDK's signature lacks
+            # (llama.cpp's repeat_penalty, top_k), which as keywords raise TypeError.
+            response = self.client(model).chat.completions.create(
+                model=model.model,
+                messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
+                extra_body=body,
+            )
+        except openai.APIStatusError as exc:
+            raise CallError(
+                redact(f"HTTP {exc.status_code} from {_endpoint(model)}: {_message(exc)}", model)
+            ) from None
+        except openai.APITimeoutError:
+            raise CallError(
+                f"timed out after {model.timeout or self.timeout:g}s "
+                f"({self.max_retries} retries) at {_endpoint(model)}"
+            ) from None
+        except openai.APIConnectionError as exc:
+            raise CallError(
+                redact(f"cannot reach {_endpoint(model)}: {exc.__cause__ or exc}", model)
+            ) from None
+        except openai.OpenAIError as exc:
+            raise CallError(redact(f"bad response from {_endpoint(model)}: {exc}", model)) from None
+        latency = time.perf_counter() - started
+        if not isinstance(response, openai.types.chat.ChatCompletion) or not response.choices:
+            raise CallError(
+                f"bad response from {_endpoint(model)}: no choices in {response!r:.200}"
+            )
+        text = response.choices[0].message.content or ""
+        usage = response.usage
+        tokens_in = usage.prompt_tokens if usage else None
+        tokens_out = usage.completion_tokens if usage else None
+        cost = None
+        if model.price is not None and tokens_in is not None and tokens_out is not None:
+            cost = model.price.cost(tokens_in, tokens_out)
+        return Completion(text, latency, tokens_in, tokens_out, cost)
+
+
+def _endpoint(model: ModelSpec) -> str:
+    return f"{model.name} ({model.base_url or 'OpenAI'})"
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+    return exc.message
+
+
+def redact(text: str, model: ModelSpec) -> str:
+    """Remove the model's API key from text that may be shown or stored."""
+    key = model.api_key()
+    return text.replace(key, "***") if key else text

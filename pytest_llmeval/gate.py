@@ -1,0 +1,41 @@
+"""The pass/fail decision: every model's accuracy against its suite's threshold."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pytest_llmeval.results import Summary
+
+LISTED = 10
+
+
+@dataclass(frozen=True)
+class GateFailure:
+    suite: str
+    model: str
+    accuracy: float
+    threshold: float
+    missed: tuple[str, ...]
+
+    def describe(self) -> str:
+        shown = ", ".join(self.missed[:LISTED])
+        more = f" (+{len(self.missed) - LISTED} more)" if len(self.missed) > LISTED else ""
+        return (
+            f"{self.suite} / {self.model}: accuracy {self.accuracy:.1%} is below the threshold "
+            f"{self.threshold:.1%} by {(self.threshold - self.accuracy) * 100:.1f} points; "
+            f"missed: {shown}{more}"
+        )
+
+
+def evaluate(summaries: Iterable[Summary]) -> list[GateFailure]:
+    """The (suite, model) pairs whose accuracy falls below their threshold."""
+    failures = []
+    for summary in summaries:
+        accuracy, threshold = summary.accuracy, summary.threshold
+        # The epsilon keeps 27/30 >= 0.9 true despite binary floating point.
+        if accuracy is None or threshold is None or accuracy + 1e-9 >= threshold:
+            continue
+        missed = tuple(r.case for r in summary.missed())
+        failures.append(GateFailure(summary.suite, summary.model, accuracy, threshold, missed))
+    return failures

@@ -1,0 +1,128 @@
+"""Collection of ``*.llmeval.yaml`` files: one item per case and model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pytest_llmeval.cases import Case, CaseFileError, Suite, load_suite
+from pytest_llmeval.client import CallError, Completion, ResponseFormat
+from pytest_llmeval.models import ModelSpec
+from pytest_llmeval.report.terminal import miss_text
+from pytest_llmeval.results import Record
+from pytest_llmeval.scoring import structural
+from pytest_llmeval.state import RECORD, evaluation, relpath
+
+
+class SuiteFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        shown = relpath(self.config, self.path)
+        try:
+            suite = load_suite(self.path, display=shown)
+        except CaseFileError as exc:
+            yield SuiteErrorItem.from_parent(self, name="invalid-suite", problems=exc.problems)
+            return
+        models = list(evaluation(self.config).models.values())
+        if not models:
+            message = (
+                f"{shown}: no models to run suite {suite.name!r} on: "
+                "pass --llm-models=NAME[,NAME] or set llmeval_models in the ini file"
+            )
+            yield SuiteErrorItem.from_parent(self, name="no-models", problems=[message])
+            return
+        for case in suite.cases:
+            for model in models:
+                yield CaseItem.from_parent(
+                    self, name=f"{case.id}[{model.name}]", suite=suite, case=case, model=model
+                )
+
+
+class SuiteErrorItem(pytest.Item):
+    """Stands for a case file that failed validation: one error, located, and the run goes on."""
+
+    def __init__(self, *, problems: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.problems = problems
+
+    def setup(self) -> None:
+        # Failing in setup reports an ERROR (not a test failure); no traceback, only the problems.
+        pytest.fail("invalid case file:\n" + "\n".join(self.problems), pytrace=False)
+
+    def runtest(self) -> None:
+        raise AssertionError("unreachable: setup always fails")
+
+    def reportinfo(self) -> tuple[Any, int, str]:
+        return self.path, 0, f"{self.path.name}::{self.name}"
+
+
+class CaseItem(pytest.Item):
+    def __init__(self, *, suite: Suite, case: Case, model: ModelSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.suite = suite
+        self.case = case
+        self.model = model
+        self.completion: Completion | None = None
+        # Tags select with -k (`-k edge`); as markers they would need registering.
+        self.extra_keyword_matches.update(case.tags)
+
+    @property
+    def location_text(self) -> str:
+        return f"{relpath(self.config, self.path)}:{self.case.line}"
+
+    def _record(self, **fields: Any) -> Record:
+        ev = evaluation(self.config)
+        threshold = self.suite.threshold
+        if threshold is None:
+            threshold = ev.settings.threshold
+        return Record(
+            suite=self.suite.name,
+            case=self.case.id,
+            model=self.model.name,
+            nodeid=self.nodeid,
+            file=relpath(self.config, self.path),
+            line=self.case.line,
+            threshold=threshold,
+            expected=self.case.expected,
+            **fields,
+        )
+
+    def setup(self) -> None:
+        ev = evaluation(self.config)
+        request = ResponseFormat(self.suite.json_mode, self.suite.response_schema or None)
+        try:
+            self.completion = ev.caller.complete(self.model, self.suite.render(self.case), request)
+        except CallError as exc:
+            failure = str(exc)
+        else:
+            return
+        self.stash[RECORD] = self._record(outcome="error", reason=failure)
+        pytest.fail(
+            f"{self.location_text}: case {self.case.id!r}, model {self.model.name}: "
+            f"no answer: {failure}",
+            pytrace=False,
+        )
+
+    def runtest(self) -> None:
+        assert self.completion is not None
+        done = self.completion
+        verdict = structural.score(self.case.expected, done.text, self.suite.scoring)
+        record = self._record(
+            outcome=verdict.outcome,
+            score=verdict.score,
+            fields=verdict.fields,
+            reason=verdict.reason,
+            diff=verdict.diff,
+            answer=done.text,
+            latency_s=done.latency_s,
+            input_tokens=done.input_tokens,
+            output_tokens=done.output_tokens,
+            cost=done.cost,
+        )
+        self.stash[RECORD] = record
+        if not verdict.passed and evaluation(self.config).settings.strict:
+            pytest.fail(miss_text(record), pytrace=False)
+
+    def reportinfo(self) -> tuple[Any, int, str]:
+        return self.path, self.case.line - 1, f"{self.suite.name}::{self.name}"

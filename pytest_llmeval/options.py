@@ -1,0 +1,86 @@
+"""The ``--llm-*`` options, their ini twins, and the settings read from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pytest
+
+Kind = Literal["csv", "float", "int", "bool"]
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # the flag is --llm-<name with dashes>, the ini key llmeval_<name>
+    kind: Kind
+    help: str
+    default: Any = None
+
+    @property
+    def flag(self) -> str:
+        return "--llm-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "llmeval_" + self.name
+
+
+OPTIONS = (
+    Option("models", "csv", "comma-separated models to run every case on (names from "
+           "[tool.llmeval.models] or OpenAI model ids)", ()),
+    Option("threshold", "float", "minimum accuracy (0..1) per suite and model; a suite's own "
+           "`threshold:` takes precedence"),
+    Option("strict", "bool", "every miss fails its test (not only the gate)", False),
+    Option("timeout", "float", "seconds before a model request times out", 60.0),
+    Option("max_retries", "int", "retries of a failed request (429, 5xx, timeouts)", 2),
+    Option("misses_shown", "int", "misses whose diff the summary prints (-v prints all)", 10),
+)  # fmt: skip
+
+
+def register(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llmeval", "LLM regression testing (pytest-llmeval)")
+    for option in OPTIONS:
+        if option.kind == "bool":
+            group.addoption(option.flag, action="store_true", default=None, help=option.help)
+            parser.addini(option.ini, option.help, type="bool", default=option.default)
+        else:
+            group.addoption(option.flag, default=None, help=f"{option.help} (ini: {option.ini})")
+            parser.addini(option.ini, option.help, default=None)
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: tuple[str, ...]
+    threshold: float | None
+    strict: bool
+    timeout: float
+    max_retries: int
+    misses_shown: int
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        values = {option.name: _read(config, option) for option in OPTIONS}
+        threshold = values["threshold"]
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise pytest.UsageError(f"--llm-threshold must be between 0 and 1, not {threshold}")
+        return cls(**values)
+
+
+def _read(config: pytest.Config, option: Option) -> Any:
+    """The command line wins over the ini file, which wins over the default."""
+    raw = config.getoption(option.flag)
+    if raw is None:
+        raw = config.getini(option.ini)
+    if raw is None or raw == "":
+        return option.default
+    if option.kind == "bool":
+        return bool(raw)
+    if option.kind == "csv":
+        return tuple(part.strip() for part in str(raw).split(",") if part.strip())
+    try:
+        return float(raw) if option.kind == "float" else int(raw)
+    except ValueError:
+        raise pytest.UsageError(
+            f"{option.flag} / {option.ini} must be a number, not {raw!r}"
+        ) from None

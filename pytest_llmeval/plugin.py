@@ -1,0 +1,115 @@
+"""pytest hooks only: options, collection, the llm fixture, report status, the gate's wiring."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llmeval import options
+from pytest_llmeval.cases import is_suite_file
+from pytest_llmeval.evaluation import Evaluation
+from pytest_llmeval.items import CaseItem, SuiteFile
+from pytest_llmeval.models import ConfigError
+from pytest_llmeval.python_api import LLM
+from pytest_llmeval.report.terminal import write_summary
+from pytest_llmeval.results import Record
+from pytest_llmeval.state import EVALUATION, RECORD, evaluation
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.register(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings = options.Settings.from_config(config)
+    try:
+        config.stash[EVALUATION] = Evaluation.from_config(config, settings)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"llmeval: {exc}") from None
+    config.pluginmanager.register(ResultsCollector(config), "llmeval-results")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if is_suite_file(file_path):
+        return SuiteFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "llm" in metafunc.fixturenames:
+        names = list(evaluation(metafunc.config).models)
+        metafunc.parametrize("llm", names or [None], indirect=True, ids=names or ["no-model"])
+
+
+@pytest.fixture
+def llm(request: pytest.FixtureRequest) -> LLM:
+    """The model of this test's place in the --llm-models matrix."""
+    if request.param is None:
+        pytest.fail(
+            "llm fixture: no models; pass --llm-models or set llmeval_models", pytrace=False
+        )
+    return LLM(request.node, evaluation(request.config).models[request.param])
+
+
+@pytest.hookimpl(trylast=True)  # after -k, -m and --lf have deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    used: set[str] = set()
+    for item in items:
+        if isinstance(item, CaseItem):
+            used.add(item.model.name)
+        elif isinstance(item, pytest.Function) and hasattr(item, "callspec"):
+            name = item.callspec.params.get("llm")
+            if isinstance(name, str):
+                used.add(name)
+    evaluation(config).check_keys(used)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    record = item.stash.get(RECORD, None)
+    # The record rides on the report of the phase that decided it: setup when the
+    # model gave no answer, call otherwise. Reports cross to the xdist controller.
+    if record is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
+        report.llmeval = record.to_dict()  # type: ignore[attr-defined]
+    return report
+
+
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+    data = getattr(report, "llmeval", None)
+    if data and data["outcome"] == "miss" and report.when == "call" and report.passed:
+        return "missed", "m", ("MISS", {"yellow": True})
+    return None
+
+
+class ResultsCollector:
+    """Gathers records from reports, decides the gate, writes the summary (not on xdist workers)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.is_worker = hasattr(config, "workerinput")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "llmeval", None)
+        if data is not None:
+            evaluation(self.config).records.append(Record.from_dict(data))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker:
+            return
+        if evaluation(self.config).decide() and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        ev = evaluation(self.config)
+        if self.is_worker or not ev.records:
+            return
+        shown = None if self.config.get_verbosity() > 0 else ev.settings.misses_shown
+        write_summary(terminalreporter, ev.summaries(), ev.failures, misses_shown=shown)

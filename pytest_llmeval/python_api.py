@@ -1,0 +1,129 @@
+"""The ``llm`` fixture's object: a model of the matrix for Python tests, scored into the table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import openai
+import pytest
+
+from pytest_llmeval.cases import Message, Scoring
+from pytest_llmeval.client import CallError, Completion, ResponseFormat
+from pytest_llmeval.models import ModelSpec
+from pytest_llmeval.report.terminal import miss_text
+from pytest_llmeval.results import Record
+from pytest_llmeval.scoring import Verdict, structural
+from pytest_llmeval.state import RECORD, evaluation
+
+
+class LLM:
+    """One model of ``--llm-models`` for the current test.
+
+    ``complete()`` calls it (timed, counted, costed); ``score()`` compares an answer with
+    the expected value and counts the test as a case of the llmeval table, as a YAML case is.
+    """
+
+    def __init__(self, item: pytest.Item, model: ModelSpec) -> None:
+        self._item = item
+        self.spec = model
+        self._completions: list[Completion] = []
+
+    @property
+    def name(self) -> str:
+        """The model's name in --llm-models (and in node ids)."""
+        return self.spec.name
+
+    @property
+    def model_id(self) -> str:
+        """The id sent to the endpoint."""
+        return self.spec.model
+
+    @property
+    def client(self) -> openai.OpenAI:
+        """The configured SDK client, for code under test that takes one."""
+        return evaluation(self._item.config).caller.client(self.spec)
+
+    def complete(
+        self,
+        prompt: str | Sequence[dict[str, str]],
+        *,
+        json_mode: bool = True,
+        schema: dict[str, Any] | None = None,
+        **params: Any,
+    ) -> str:
+        """Ask the model; a string is one user message. Returns the answer's text."""
+        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        messages = [Message(t["role"], t["content"]) for t in turns]
+        try:
+            done = evaluation(self._item.config).caller.complete(
+                self.spec, messages, ResponseFormat(json_mode, schema), **params
+            )
+        except CallError as exc:
+            pytest.fail(f"model {self.name}: no answer: {exc}", pytrace=False)
+        self._completions.append(done)
+        return done.text
+
+    def score(
+        self,
+        answer: Any,
+        expected: Any,
+        *,
+        suite: str | None = None,
+        case: str | None = None,
+        ignore_order: bool = False,
+        ignore_string_case: bool = False,
+        numeric_tolerance: float = 0.0,
+        exclude_paths: Sequence[str] = (),
+    ) -> Verdict:
+        """Score ``answer`` (JSON text or a value) against ``expected``; once per test."""
+        if RECORD in self._item.stash:
+            raise RuntimeError("llm.score() counts the test as one case: call it once per test")
+        options = Scoring(
+            ignore_order=ignore_order,
+            ignore_string_case=ignore_string_case,
+            numeric_tolerance=numeric_tolerance,
+            exclude_paths=tuple(exclude_paths),
+        )
+        text = answer if isinstance(answer, str) else json.dumps(answer)
+        verdict = structural.score(expected, text, options)
+        ev = evaluation(self._item.config)
+        path, line, _ = self._item.location
+        done = self._completions
+        record = Record(
+            suite=suite or self._item.path.stem,
+            case=case or str(getattr(self._item, "originalname", self._item.name)),
+            model=self.name,
+            nodeid=self._item.nodeid,
+            file=path,
+            line=(line or 0) + 1,
+            outcome=verdict.outcome,
+            threshold=ev.settings.threshold,
+            score=verdict.score,
+            fields=verdict.fields,
+            reason=verdict.reason,
+            diff=verdict.diff,
+            expected=expected,
+            answer=text,
+            latency_s=sum(c.latency_s for c in done) if done else None,
+            input_tokens=_total(c.input_tokens for c in done),
+            output_tokens=_total(c.output_tokens for c in done),
+            cost=_total_cost(done),
+        )
+        self._item.stash[RECORD] = record
+        if not verdict.passed and ev.settings.strict:
+            pytest.fail(miss_text(record), pytrace=False)
+        return verdict
+
+
+def _total(values: Any) -> int | None:
+    items = list(values)
+    return None if not items or None in items else sum(items)
+
+
+def _total_cost(done: list[Completion]) -> float | None:
+    costs = [c.cost for c in done]
+    if not costs or any(c is None for c in costs):
+        return None
+    return sum(c for c in costs if c is not None)

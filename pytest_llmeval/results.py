@@ -1,0 +1,160 @@
+"""Result records and their aggregation per suite and model, with the statistics shown."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+RecordOutcome = Literal["pass", "miss", "error"]
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Record:
+    """One item's result: plain data, so it travels on a test report (and across xdist)."""
+
+    suite: str
+    case: str
+    model: str
+    nodeid: str
+    file: str
+    line: int
+    outcome: RecordOutcome
+    threshold: float | None = None
+    score: float | None = None
+    fields: dict[str, bool] = field(default_factory=dict)
+    reason: str = ""
+    diff: tuple[str, ...] = ()
+    expected: Any = None
+    answer: str | None = None
+    latency_s: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        return cls(**{**data, "diff": tuple(data.get("diff", ()))})
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The figures for one suite and model: the row a person deciding a swap reads."""
+
+    suite: str
+    model: str
+    records: tuple[Record, ...]
+
+    def _count(self, outcome: RecordOutcome) -> int:
+        return sum(r.outcome == outcome for r in self.records)
+
+    @property
+    def passes(self) -> int:
+        return self._count("pass")
+
+    @property
+    def misses(self) -> int:
+        return self._count("miss")
+
+    @property
+    def errors(self) -> int:
+        return self._count("error")
+
+    @property
+    def answered(self) -> int:
+        return self.passes + self.misses
+
+    @property
+    def accuracy(self) -> float | None:
+        """passes / (passes + misses); errors count neither way. None when nothing was answered."""
+        return self.passes / self.answered if self.answered else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return wilson(self.passes, self.answered) if self.answered else None
+
+    @property
+    def field_rates(self) -> dict[str, float]:
+        """Per top-level field, the share of answered cases that got it right."""
+        totals: dict[str, list[bool]] = {}
+        for record in self.records:
+            if record.outcome != "error":
+                for name, ok in record.fields.items():
+                    totals.setdefault(name, []).append(ok)
+        return {name: sum(oks) / len(oks) for name, oks in totals.items()}
+
+    @property
+    def field_accuracy(self) -> float | None:
+        scores = [r.score for r in self.records if r.outcome != "error" and r.score is not None]
+        return sum(scores) / len(scores) if scores else None
+
+    def latency(self, quantile: float) -> float | None:
+        values = [r.latency_s for r in self.records if r.latency_s is not None]
+        return percentile(values, quantile) if values else None
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(r.input_tokens or 0 for r in self.records)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(r.output_tokens or 0 for r in self.records)
+
+    @property
+    def cost(self) -> float | None:
+        """Dollars spent; None when a call's price is unknown (so no partial sum poses as total)."""
+        called = [r for r in self.records if r.latency_s is not None]
+        if any(r.cost is None for r in called):
+            return None
+        return sum(r.cost or 0.0 for r in called)
+
+    @property
+    def threshold(self) -> float | None:
+        """The suite's threshold (every record of a suite carries the same one)."""
+        return next((r.threshold for r in self.records if r.threshold is not None), None)
+
+    def missed(self) -> list[Record]:
+        return [r for r in self.records if r.outcome == "miss"]
+
+
+def summarize(records: Iterable[Record], model_order: Sequence[str] = ()) -> list[Summary]:
+    """One Summary per (suite, model): suites in first-seen order, models as configured."""
+    groups: dict[tuple[str, str], list[Record]] = {}
+    for record in records:
+        groups.setdefault((record.suite, record.model), []).append(record)
+    suites = list(dict.fromkeys(suite for suite, _ in groups))
+    rank = {name: i for i, name in enumerate(model_order)}
+    keys = sorted(groups, key=lambda k: (suites.index(k[0]), rank.get(k[1], len(rank)), k[1]))
+    return [
+        Summary(suite, model, tuple(sorted(groups[suite, model], key=lambda r: r.case)))
+        for suite, model in keys
+    ]
+
+
+def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default)."""
+    if trials <= 0:
+        raise ValueError("trials must be positive")
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def percentile(values: Sequence[float], quantile: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default method)."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * quantile
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

@@ -1,0 +1,136 @@
+"""Structural scoring: parse the answer as JSON and diff it against the expected value."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from deepdiff import DeepDiff
+
+from pytest_llmeval.cases import Scoring
+from pytest_llmeval.scoring import Verdict
+
+# A JSON value wrapped in a Markdown code fence, as chat models often answer.
+FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n(.*?)\n?[ \t]*```", re.DOTALL)
+SHOWN = 80
+
+
+class InvalidJSON(ValueError):
+    pass
+
+
+def parse_answer(text: str) -> Any:
+    """The JSON value in ``text``: bare, or the first fenced block. Raises InvalidJSON."""
+    stripped = text.strip()
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        fenced = FENCE.search(text)
+        if fenced is None:
+            raise InvalidJSON(
+                f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            ) from None
+        try:
+            return json.loads(fenced.group(1))
+        except json.JSONDecodeError as inner:
+            raise InvalidJSON(f"invalid JSON in the fenced block ({inner.msg})") from None
+
+
+def score(expected: Any, text: str, options: Scoring) -> Verdict:
+    """Score the raw answer ``text`` against ``expected`` under the suite's options."""
+    try:
+        answer = parse_answer(text)
+    except InvalidJSON as exc:
+        fields = dict.fromkeys(_field_names(expected, options), False)
+        return Verdict("miss", 0.0, fields, str(exc), (f"raw answer: {_fold(text)}",))
+    diff = _diff(expected, answer, options)
+    fields = {
+        name: isinstance(answer, dict)
+        and name in answer
+        and not _diff(expected[name], answer[name], options, under=name)
+        for name in _field_names(expected, options)
+    }
+    lines = tuple(_describe(diff))
+    if not lines:
+        return Verdict("pass", 1.0, fields, "", (), answer)
+    share = sum(fields.values()) / len(fields) if fields else 0.0
+    count = f"{len(lines)} difference{'s' if len(lines) > 1 else ''}"
+    return Verdict("miss", share, fields, count, lines, answer)
+
+
+def _field_names(expected: Any, options: Scoring) -> list[str]:
+    if not isinstance(expected, dict):
+        return []
+    excluded = {_root_path(p) for p in options.exclude_paths}
+    return [name for name in expected if _root_path(name) not in excluded]
+
+
+def _root_path(path: str) -> str:
+    """Accept deepdiff paths (``root['a'][0]``) and plain top-level field names (``a``)."""
+    return path if path.startswith("root") else f"root[{path!r}]"
+
+
+def _diff(expected: Any, answer: Any, options: Scoring, under: str | None = None) -> DeepDiff:
+    excluded = [_root_path(p) for p in options.exclude_paths]
+    if under is not None:
+        # Comparing one field on its own: re-root the exclusions that fall inside it.
+        prefix = _root_path(under)
+        excluded = ["root" + p[len(prefix) :] for p in excluded if p.startswith(prefix + "[")]
+    return DeepDiff(
+        expected,
+        answer,
+        ignore_order=options.ignore_order,
+        ignore_string_case=options.ignore_string_case,
+        ignore_numeric_type_changes=True,
+        math_epsilon=options.numeric_tolerance or None,
+        exclude_paths=excluded or None,
+        view="tree",
+    )
+
+
+def _describe(diff: DeepDiff) -> list[str]:
+    lines = []
+    for kind, changes in diff.items():
+        for change in changes:
+            where = _path(change.path(output_format="list"))
+            if kind in ("values_changed", "type_changes"):
+                lines.append(f"{where}: expected {_show(change.t1)}, got {_show(change.t2)}")
+            elif kind == "dictionary_item_added":
+                lines.append(f"{where}: unexpected field, got {_show(change.t2)}")
+            elif kind == "dictionary_item_removed":
+                lines.append(f"{where}: missing, expected {_show(change.t1)}")
+            elif kind == "iterable_item_added":
+                lines.append(
+                    f"{_path(change.path(output_format='list')[:-1])}: "
+                    f"unexpected item {_show(change.t2)}"
+                )
+            elif kind == "iterable_item_removed":
+                lines.append(
+                    f"{_path(change.path(output_format='list')[:-1])}: "
+                    f"missing item {_show(change.t1)}"
+                )
+            else:
+                lines.append(f"{where}: {kind.replace('_', ' ')}")
+    return sorted(lines)
+
+
+def _path(parts: list[Any]) -> str:
+    if not parts:
+        return "(whole answer)"
+    out = str(parts[0])
+    for part in parts[1:]:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _show(value: Any) -> str:
+    return _fold(json.dumps(value, ensure_ascii=False))
+
+
+def _fold(text: str) -> str:
+    """One line, long text cut in the middle so both ends stay visible."""
+    flat = " ".join(text.split())
+    if len(flat) <= SHOWN * 2:
+        return flat
+    return f"{flat[:SHOWN]} … {flat[-SHOWN // 2 :]}"

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.openai_server import OpenAIServer, Request
+
+REVIEWS = {
+    "desk-chair": (
+        "This desk chair gets 2 stars from me. It's uncomfortable and the height "
+        "adjustment is faulty.",
+        {"product": "desk chair", "star_rating": 2, "specific_likes": [],
+         "specific_dislikes": ["uncomfortable", "faulty height adjustment"]},
+    ),
+    "kettle": (
+        "Five stars for this kettle: it boils fast and is quiet.",
+        {"product": "kettle", "star_rating": 5, "specific_likes": ["boils fast", "quiet"],
+         "specific_dislikes": []},
+    ),
+    "headphones": (
+        "Headphones, 3 stars. Great sound, but the band pinches.",
+        {"product": "headphones", "star_rating": 3, "specific_likes": ["great sound"],
+         "specific_dislikes": ["band pinches"]},
+    ),
+}  # fmt: skip
+
+
+def suite_yaml(name: str = "reviews", cases: dict[str, Any] | None = None, **extra: Any) -> str:
+    """A valid suite over REVIEWS (or the given id → (review, expected) pairs)."""
+    lines = [
+        f"suite: {name}",
+        "prompt:",
+        "  system: Extract product, star_rating, specific_likes, specific_dislikes as JSON.",
+        '  user: "{review}"',
+        "scoring: {method: structural, ignore_order: true, ignore_string_case: true}",
+    ]
+    lines += [f"{key}: {json.dumps(value)}" for key, value in extra.items()]
+    lines.append("cases:")
+    for case_id, (review, expected) in (cases or REVIEWS).items():
+        lines += [
+            f"  - id: {case_id}",
+            f"    inputs: {{review: {json.dumps(review)}}}",
+            f"    expected: {json.dumps(expected)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def oracle(request: Request) -> dict[str, Any]:
+    """A model that always answers right: looks the review up in REVIEWS."""
+    for review, expected in REVIEWS.values():
+        if review in request.last_user_content:
+            return expected
+    raise LookupError(f"unknown review: {request.last_user_content!r}")
+
+
+@pytest.fixture
+def openai_server() -> Iterator[OpenAIServer]:
+    with OpenAIServer() as server:
+        yield server
+
+
+def write_config(
+    pytester: pytest.Pytester, server: OpenAIServer, models: list[str], ini: str = ""
+) -> Path:
+    """pyproject.toml: the given models served by the test server, with no keys needed."""
+    entries = "\n".join(
+        textwrap.dedent(f"""
+        [tool.llmeval.models.{name}]
+        model = "{name}"
+        base_url = "{server.url}"
+        params = {{temperature = 0}}
+        price = {{input_per_1k = 0.001, output_per_1k = 0.002}}
+        """)
+        for name in models
+    )
+    return pytester.makepyprojecttoml(
+        f'[tool.pytest.ini_options]\nllmeval_models = "{",".join(models)}"\n{ini}\n{entries}'
+    )
