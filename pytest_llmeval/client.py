@@ -98,7 +98,8 @@ class Caller:
             raise CallError(
                 redact(f"cannot reach {_endpoint(model)}: {exc.__cause__ or exc}", model)
             ) from None
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, ValueError) as exc:
+            # The SDK lets a 200 whose body is not JSON through as a bare JSONDecodeError.
             raise CallError(redact(f"bad response from {_endpoint(model)}: {exc}", model)) from None
         latency = time.perf_counter() - started
         if not isinstance(response, openai.types.chat.ChatCompletion) or not response.choices:

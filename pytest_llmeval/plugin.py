@@ -54,8 +54,19 @@ def llm(request: pytest.FixtureRequest) -> LLM:
     return LLM(request.node, evaluation(request.config).models[request.param])
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist starts its workers
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # The xdist controller never sees the selection, and a worker cannot stop the run
+    # with a usage error: check every configured model here, once.
+    if session.config.pluginmanager.has_plugin("dsession"):
+        ev = evaluation(session.config)
+        ev.check_keys(ev.models)
+
+
 @pytest.hookimpl(trylast=True)  # after -k, -m and --lf have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):
+        return  # the controller checked every model already
     used: set[str] = set()
     for item in items:
         if isinstance(item, CaseItem):

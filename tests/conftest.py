@@ -6,9 +6,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from tests.openai_server import OpenAIServer, Request
+
+
+def _load_http_stack() -> None:
+    """Make one real SDK call, so the HTTP modules the SDK imports lazily load now.
+
+    pytester's in-process runs drop modules first imported inside them; a re-imported
+    httpcore2 then raises exception classes the already-loaded httpx2 does not map
+    (a timeout surfaced as a bare httpcore2.ReadTimeout). Loading them here, outside
+    any inline run, keeps one copy for the whole session.
+    """
+    with OpenAIServer() as server:
+        server.on("warm-up", "{}")
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+        client.chat.completions.create(model="warm-up", messages=[{"role": "user", "content": ""}])
+        client.close()
+
+
+_load_http_stack()
 
 REVIEWS = {
     "desk-chair": (
@@ -65,17 +84,24 @@ def openai_server() -> Iterator[OpenAIServer]:
 
 
 def write_config(
-    pytester: pytest.Pytester, server: OpenAIServer, models: list[str], ini: str = ""
+    pytester: pytest.Pytester,
+    server: OpenAIServer,
+    models: list[str],
+    ini: str = "",
+    extra: dict[str, str] | None = None,
 ) -> Path:
-    """pyproject.toml: the given models served by the test server, with no keys needed."""
+    """pyproject.toml: the given models served by the test server, with no keys needed.
+
+    ``extra`` adds TOML lines to a model's table, replacing its default params.
+    """
     entries = "\n".join(
         textwrap.dedent(f"""
         [tool.llmeval.models.{name}]
         model = "{name}"
         base_url = "{server.url}"
-        params = {{temperature = 0}}
         price = {{input_per_1k = 0.001, output_per_1k = 0.002}}
         """)
+        + (extra or {}).get(name, "params = {temperature = 0}")
         for name in models
     )
     return pytester.makepyprojecttoml(

@@ -1,0 +1,625 @@
+"""A scriptable OpenAI-compatible HTTP server for tests.
+
+Tests start it on 127.0.0.1 (an ephemeral port) and point the real ``openai`` SDK at it, so the
+whole HTTP path (keep-alive connections, status codes, error bodies, retry headers) is exercised::
+
+    with OpenAIServer() as server:
+        server.on("gpt-test", "Paris")
+        client = openai.OpenAI(base_url=server.url, api_key="x", max_retries=0)
+        client.chat.completions.create(model="gpt-test", messages=[...])
+        assert server.calls("gpt-test") == 1
+
+Endpoints:
+
+* ``POST /v1/chat/completions``: answered from the model's script (see :meth:`OpenAIServer.on`).
+  ``"stream": true`` requests get the same answer as server-sent events.
+* ``GET /v1/models`` and ``GET /v1/models/{id}``: the scripted model ids.
+* anything else: 404 with OpenAI's error shape.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from types import TracebackType
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
+
+__all__ = [
+    "Handler",
+    "OpenAIServer",
+    "Reply",
+    "ReplyValue",
+    "Request",
+    "Script",
+]
+
+CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
+
+# How long stop() waits, in total, for handler threads that are still running user code.
+_STOP_JOIN_SECONDS = 1.0
+
+
+@dataclass
+class Reply:
+    """One scripted answer to a chat-completion request."""
+
+    content: str | None = None
+    """Assistant message content (``None`` gives ``"content": null``)."""
+    status: int = 200
+    """HTTP status; a non-2xx status sends an OpenAI-shaped error body."""
+    error_message: str | None = None
+    """The error body's ``message`` (a default is derived from the status)."""
+    delay: float = 0.0
+    """Seconds to wait (in the handler thread) before answering; cut short by ``stop()``."""
+    body: bytes | None = None
+    """Raw response body, sent as is with ``status`` and Content-Type application/json."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra response headers, e.g. ``{"Retry-After": "0.1"}``; may replace Content-Type."""
+    prompt_tokens: int | None = None
+    """Default: whitespace-separated words in all message contents of the request."""
+    completion_tokens: int | None = None
+    """Default: whitespace-separated words in ``content``."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request as it arrived at the server."""
+
+    path: str
+    """URL path, without the query string."""
+    model: str | None
+    """The body's ``model`` when it is a string, else ``None``."""
+    body: dict[str, Any]
+    """Parsed JSON body (``{}`` when absent or not a JSON object)."""
+    headers: dict[str, str]
+    """Header names lower-cased; repeated headers joined with ``", "``."""
+    method: str = "POST"
+    raw_body: bytes = b""
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        messages = self.body.get("messages")
+        if not isinstance(messages, list):
+            return []
+        return [m for m in messages if isinstance(m, dict)]
+
+    @property
+    def last_user_content(self) -> str:
+        """Text of the last ``user`` message ("" if there is none)."""
+        for message in reversed(self.messages):
+            if message.get("role") == "user":
+                return _text_of(message.get("content"))
+        return ""
+
+
+ReplyValue: TypeAlias = "Reply | str | dict[str, Any] | list[Any]"
+"""What a handler may return: a str becomes the content, a dict or list is JSON-encoded."""
+
+Handler: TypeAlias = Callable[[Request], ReplyValue]
+
+_Fixed: TypeAlias = "Reply | str | dict[str, Any]"
+Script: TypeAlias = "Handler | _Fixed | Sequence[Handler | _Fixed]"
+"""What ``on()`` accepts: a handler, a fixed reply, or a list of them consumed in order."""
+
+
+def _text_of(content: Any) -> str:
+    """Text of a message content: a string, or a list of parts whose text parts are joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        ]
+        return "\n".join(texts)
+    return ""
+
+
+def _count_words(text: str | None) -> int:
+    return len(text.split()) if text else 0
+
+
+def _to_reply(value: object) -> Reply:
+    if isinstance(value, Reply):
+        return value
+    if isinstance(value, str):
+        return Reply(content=value)
+    if isinstance(value, (dict, list)):
+        return Reply(content=json.dumps(value))
+    raise TypeError(f"a handler must return Reply, str, dict or list, not {type(value).__name__}")
+
+
+def _compile(script: Script) -> Handler:
+    """Turn what ``on()`` accepts into one callable."""
+    if isinstance(script, (Reply, str, dict)):
+        fixed = script
+        return lambda _request: fixed
+    if callable(script):
+        return script
+    if isinstance(script, Sequence):
+        steps = [_compile(step) for step in script]
+        if not steps:
+            raise ValueError("a list of replies must not be empty")
+        lock = threading.Lock()
+        position = [0]
+
+        def next_step(request: Request) -> ReplyValue:
+            with lock:
+                index = min(position[0], len(steps) - 1)
+                position[0] += 1
+            return steps[index](request)
+
+        return next_step
+    raise TypeError(f"cannot script a model with {type(script).__name__}")
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json_response(status: int, value: object, headers: dict[str, str] | None = None) -> _Response:
+    merged = {"Content-Type": "application/json"}
+    merged.update(headers or {})
+    return _Response(status, json.dumps(value).encode(), merged)
+
+
+def _error_kind(status: int) -> tuple[str, str | None]:
+    if status == 401:
+        return "invalid_request_error", "invalid_api_key"
+    if status == 403:
+        return "permission_error", None
+    if status == 429:
+        return "requests", "rate_limit_exceeded"
+    if status >= 500:
+        return "server_error", None
+    if 400 <= status < 500:
+        return "invalid_request_error", None
+    return "api_error", None
+
+
+def _error_response(
+    status: int,
+    message: str | None = None,
+    *,
+    code: str | None = None,
+    error_type: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> _Response:
+    default_type, default_code = _error_kind(status)
+    if message is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        message = f"Scripted error: {status} {phrase}"
+    error = {
+        "message": message,
+        "type": error_type or default_type,
+        "param": None,
+        "code": code if code is not None else default_code,
+    }
+    return _json_response(status, {"error": error}, headers)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, owner: OpenAIServer) -> None:
+        self.owner = owner
+        self.stopping = threading.Event()
+        self.conn_lock = threading.Lock()
+        self.connections: dict[socket.socket, threading.Thread] = {}
+        super().__init__(("127.0.0.1", 0), _RequestHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can stall.
+        TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def register(self, conn: socket.socket) -> bool:
+        with self.conn_lock:
+            if self.stopping.is_set():
+                return False
+            self.connections[conn] = threading.current_thread()
+            return True
+
+    def unregister(self, conn: socket.socket) -> None:
+        with self.conn_lock:
+            self.connections.pop(conn, None)
+
+    def close_connections(self) -> list[threading.Thread]:
+        """Wake every handler thread blocked on its socket; return those threads."""
+        with self.conn_lock:
+            items = list(self.connections.items())
+        for conn, _thread in items:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        return [thread for _conn, thread in items]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients going away (or stop() cutting connections) is normal here; stay quiet.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # False when the server is already stopping: then serve nothing on this connection.
+        self._accepted = self.server.register(self.connection)
+
+    def handle(self) -> None:
+        if self._accepted:
+            super().handle()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            self.server.unregister(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            while True:
+                size_line = self.rfile.readline(65537)
+                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self) -> None:
+        try:
+            raw = self._read_body()
+        except ValueError:  # a malformed Content-Length or chunk size
+            self.send_error(400)
+            self.close_connection = True
+            return
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+        model = body.get("model") if isinstance(body, dict) else None
+        request = Request(
+            path=urlsplit(self.path).path,
+            model=model if isinstance(model, str) else None,
+            body=body if isinstance(body, dict) else {},
+            headers=headers,
+            method=self.command,
+            raw_body=raw,
+        )
+        response = self.server.owner._answer(
+            request, body_is_object=isinstance(body, dict), stopping=self.server.stopping
+        )
+        if response is None or self.server.stopping.is_set():
+            self.close_connection = True
+            return
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+
+class OpenAIServer:
+    """A scriptable OpenAI-compatible server on 127.0.0.1 (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scripts: dict[str, Handler] = {}
+        self._fallback: Handler | None = None
+        self._requests: list[Request] = []
+        self._handler_errors: list[Exception] = []
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> OpenAIServer:
+        """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
+        with self._lock:
+            if self._httpd is not None:
+                raise RuntimeError("the server is already running")
+            httpd = _HTTPServer(self)
+            thread = threading.Thread(
+                target=httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"openai-test-server-{httpd.server_port}",
+                daemon=True,
+            )
+            self._httpd, self._thread = httpd, thread
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, cut open connections and in-flight delays; idempotent."""
+        with self._lock:
+            httpd, thread = self._httpd, self._thread
+            self._httpd = self._thread = None
+        if httpd is None or thread is None:
+            return
+        with httpd.conn_lock:
+            httpd.stopping.set()
+        httpd.shutdown()
+        httpd.server_close()
+        handler_threads = httpd.close_connections()
+        thread.join(timeout=_STOP_JOIN_SECONDS)
+        deadline = time.monotonic() + _STOP_JOIN_SECONDS
+        for handler_thread in handler_threads:
+            if handler_thread is not threading.current_thread():
+                handler_thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> OpenAIServer:
+        if self._httpd is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        httpd = self._httpd
+        if httpd is None:
+            raise RuntimeError("the server is not running; call start() first")
+        return int(httpd.server_port)
+
+    @property
+    def url(self) -> str:
+        """Base URL for the SDK, ``http://127.0.0.1:PORT/v1``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- scripting -------------------------------------------------------------------------
+
+    def on(self, model: str, reply: Script) -> None:
+        """Script ``model``, replacing any earlier script for it.
+
+        ``reply`` is a callable (called with each :class:`Request`), a fixed Reply/str/dict
+        (answered to every request), or a sequence of those, consumed one per request in order
+        with the last one repeating. To answer with a JSON list, return it from a callable or
+        use ``Reply(content=json.dumps(...))``: a list given here is a sequence of replies.
+        """
+        handler = _compile(reply)
+        with self._lock:
+            self._scripts[model] = handler
+
+    def on_any(self, reply: Script) -> None:
+        """Script every model that has no script of its own."""
+        handler = _compile(reply)
+        with self._lock:
+            self._fallback = handler
+
+    # -- inspection ------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[Request]:
+        """Every request received, in arrival order (a copy)."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def handler_errors(self) -> list[Exception]:
+        """Exceptions raised by handlers (each was answered with a 500), in order (a copy)."""
+        with self._lock:
+            return list(self._handler_errors)
+
+    def calls(self, model: str | None = None) -> int:
+        """Chat-completion requests received, for ``model`` or for all models."""
+        with self._lock:
+            return sum(
+                1
+                for r in self._requests
+                if _normal_path(r.path) == CHAT_COMPLETIONS_PATH
+                and (model is None or r.model == model)
+            )
+
+    def clear_requests(self) -> None:
+        """Forget recorded requests and handler errors (scripts are kept)."""
+        with self._lock:
+            self._requests.clear()
+            self._handler_errors.clear()
+
+    # -- serving (called from handler threads) -----------------------------------------------
+
+    def _answer(
+        self, request: Request, *, body_is_object: bool, stopping: threading.Event
+    ) -> _Response | None:
+        with self._lock:
+            self._requests.append(request)
+        path = _normal_path(request.path)
+        if path == CHAT_COMPLETIONS_PATH and request.method == "POST":
+            return self._chat_completion(request, body_is_object=body_is_object, stopping=stopping)
+        if path == MODELS_PATH and request.method == "GET":
+            return _json_response(
+                200, {"object": "list", "data": [_model_object(m) for m in self._model_ids()]}
+            )
+        if path.startswith(MODELS_PATH + "/") and request.method == "GET":
+            model_id = path[len(MODELS_PATH) + 1 :]
+            if model_id in self._model_ids():
+                return _json_response(200, _model_object(model_id))
+            return _model_not_found(model_id)
+        return _error_response(404, f"Invalid URL ({request.method} {request.path})")
+
+    def _model_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._scripts)
+
+    def _chat_completion(
+        self, request: Request, *, body_is_object: bool, stopping: threading.Event
+    ) -> _Response | None:
+        if not body_is_object:
+            return _error_response(
+                400,
+                "We could not parse the JSON body of your request. (HINT: This likely means you"
+                " aren't using your HTTP library correctly.)",
+            )
+        if request.model is None:
+            return _error_response(400, "you must provide a model parameter")
+        with self._lock:
+            handler = self._scripts.get(request.model, self._fallback)
+        if handler is None:
+            return _model_not_found(request.model)
+        try:
+            reply = _to_reply(handler(request))
+        except Exception as exc:
+            with self._lock:
+                self._handler_errors.append(exc)
+            return _error_response(500, str(exc) or type(exc).__name__)
+        if reply.delay > 0 and stopping.wait(reply.delay):
+            return None  # stopped while waiting: drop the connection unanswered
+        return _reply_response(request, reply)
+
+
+def _normal_path(path: str) -> str:
+    return path.rstrip("/") or "/"
+
+
+def _model_object(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "openai-test-server"}
+
+
+def _model_not_found(model: str) -> _Response:
+    return _error_response(404, f"The model `{model}` does not exist", code="model_not_found")
+
+
+def _reply_response(request: Request, reply: Reply) -> _Response:
+    extra = {"x-request-id": f"req_{uuid.uuid4().hex}"}
+    extra.update(reply.headers)
+    if reply.body is not None:
+        headers = _case_insensitive_update({"Content-Type": "application/json"}, extra)
+        return _Response(reply.status, reply.body, headers)
+    if not 200 <= reply.status < 300:
+        response = _error_response(reply.status, reply.error_message)
+        response.headers = _case_insensitive_update(response.headers, extra)
+        return response
+
+    prompt_tokens = reply.prompt_tokens
+    if prompt_tokens is None:
+        prompt_tokens = sum(_count_words(_text_of(m.get("content"))) for m in request.messages)
+    completion_tokens = reply.completion_tokens
+    if completion_tokens is None:
+        completion_tokens = _count_words(reply.content)
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    common = {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "created": int(time.time()),
+        "model": request.model,
+        "system_fingerprint": None,
+    }
+    if request.body.get("stream") is True:
+        stream_options = request.body.get("stream_options")
+        include_usage = isinstance(stream_options, dict) and stream_options.get("include_usage")
+        body = _sse_body(common, reply.content, usage if include_usage else None)
+        headers = {"Content-Type": "text/event-stream; charset=utf-8"}
+        return _Response(reply.status, body, _case_insensitive_update(headers, extra))
+
+    completion = {
+        **common,
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply.content, "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": usage,
+    }
+    response = _json_response(reply.status, completion)
+    response.headers = _case_insensitive_update(response.headers, extra)
+    return response
+
+
+def _sse_body(common: dict[str, Any], content: str | None, usage: dict[str, int] | None) -> bytes:
+    def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+        return {**common, "object": "chat.completion.chunk", "choices": [choice]}
+
+    events = [chunk({"role": "assistant", "content": "" if content is not None else None}, None)]
+    for piece in re.findall(r"\s*\S+\s*|\s+", content or ""):
+        events.append(chunk({"content": piece}, None))
+    events.append(chunk({}, "stop"))
+    if usage is not None:
+        events.append({**common, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+    lines = [f"data: {json.dumps(event)}\n\n" for event in events]
+    lines.append("data: [DONE]\n\n")
+    return "".join(lines).encode()
+
+
+def _case_insensitive_update(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """``base`` updated with ``extra``, an ``extra`` name replacing a same-named ``base`` one."""
+    result = dict(base)
+    for name, value in extra.items():
+        for existing in [k for k in result if k.lower() == name.lower()]:
+            del result[existing]
+        result[name] = value
+    return result
