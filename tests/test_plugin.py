@@ -254,7 +254,9 @@ def test_the_api_key_is_sent_but_never_shown(
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
     result = pytester.runpytest("-vv", "--llm-strict", "-rA")
     assert result.parseoutcomes() == {"passed": 3, "errors": 3}
-    result.stdout.fnmatch_lines(["*no answer: HTTP 401 from hosted *Incorrect API key provided: ***"])
+    result.stdout.fnmatch_lines([
+        "*no answer: HTTP 401 from hosted *Incorrect API key provided: ***"
+    ])  # fmt: skip
     assert secret not in result.stdout.str() + result.stderr.str()
     sent = {r.model: r.headers.get("authorization") for r in openai_server.requests}
     assert sent["hosted-1"] == f"Bearer {secret}"
@@ -281,7 +283,8 @@ def test_request_carries_the_prompt_params_and_schema_in_the_model_s_style(
     openai_server.on_any(oracle)
     schema = {"type": "object", "properties": {"product": {"type": "string"}}}
     llama = 'schema_style = "json_object"\nparams = {max_tokens = 50, top_k = 1}'
-    write_config(pytester, openai_server, ["openai-style", "llama-style"], extra={"llama-style": llama})
+    models = ["openai-style", "llama-style"]
+    write_config(pytester, openai_server, models, extra={"llama-style": llama})
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml(response_format=schema))
     pytester.runpytest("-k", "kettle").assert_outcomes(passed=2, deselected=4)
     by_model = {r.model: r.body for r in openai_server.requests}
@@ -343,11 +346,13 @@ def test_a_broken_endpoint_is_an_error_naming_case_and_model(
     pytester: pytest.Pytester, openai_server: OpenAIServer, reply: Reply, message: str
 ) -> None:
     openai_server.on("m1", reply)
-    write_config(pytester, openai_server, ["m1"], 'llmeval_max_retries = "0"\nllmeval_timeout = "0.5"')
+    ini = 'llmeval_max_retries = "0"\nllmeval_timeout = "0.5"'
+    write_config(pytester, openai_server, ["m1"], ini)
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
     result = pytester.runpytest("-k", "kettle")
     result.assert_outcomes(errors=1, deselected=2)
-    result.stdout.fnmatch_lines([f"reviews.llmeval.yaml:10: case 'kettle', model m1: no answer: {message}"])
+    where = "reviews.llmeval.yaml:10: case 'kettle', model m1"
+    result.stdout.fnmatch_lines([f"{where}: no answer: {message}"])
     assert "Traceback" not in result.stdout.str()
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
@@ -358,7 +363,8 @@ def test_python_tests_with_the_llm_fixture_count_in_the_table(
     openai_server.on("good", oracle)
     openai_server.on("bad", wrong_rating)
     write_config(pytester, openai_server, ["good", "bad"], 'llmeval_threshold = "0.5"')
-    pytester.makepyfile(test_chain=f"""
+    pytester.makepyfile(
+        test_chain=f"""
         import json
 
         REVIEW = {REVIEWS["kettle"][0]!r}
@@ -372,7 +378,8 @@ def test_python_tests_with_the_llm_fixture_count_in_the_table(
 
         def test_plain_tests_are_untouched():
             assert True
-    """)
+    """
+    )
     result = pytester.runpytest("-v")
     assert result.parseoutcomes() == {"passed": 2, "missed": 1}
     result.stdout.fnmatch_lines([
@@ -395,4 +402,6 @@ def test_a_suite_with_no_models_is_an_error_saying_how_to_give_them(
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
     result = pytester.runpytest()
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["reviews.llmeval.yaml: no models to run suite 'reviews' on: *--llm-models*"])
+    result.stdout.fnmatch_lines(
+        ["reviews.llmeval.yaml: no models to run suite 'reviews' on: *--llm-models*"]
+    )
