@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,7 +108,11 @@ class CaseItem(pytest.Item):
     def runtest(self) -> None:
         assert self.completion is not None
         done = self.completion
-        verdict = structural.score(self.case.expected, done.text, self.suite.scoring)
+        text = done.text
+        if not self.suite.json_mode and isinstance(self.case.expected, str):
+            # A free-text suite expecting a string compares the whole answer with it.
+            text = json.dumps(text.strip())
+        verdict = structural.score(self.case.expected, text, self.suite.scoring)
         record = self._record(
             outcome=verdict.outcome,
             score=verdict.score,

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmeval.options import OPTIONS
+from pytest_llmeval.options import OPTIONS, Option
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
 @pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.name)
-def test_every_option_and_its_ini_twin_is_in_the_readme(option: object) -> None:
-    assert f"`{option.flag}" in README  # type: ignore[attr-defined]
-    assert f"`{option.ini}`" in README  # type: ignore[attr-defined]
+def test_every_option_and_its_ini_twin_is_in_the_readme(option: Option) -> None:
+    assert f"`{option.flag}" in README
+    assert f"`{option.ini}`" in README

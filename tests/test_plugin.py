@@ -405,3 +405,26 @@ def test_a_suite_with_no_models_is_an_error_saying_how_to_give_them(
     result.stdout.fnmatch_lines(
         ["reviews.llmeval.yaml: no models to run suite 'reviews' on: *--llm-models*"]
     )
+
+
+def test_a_free_text_suite_compares_the_whole_answer(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    openai_server.on("m1", lambda r: "  Paris\n" if "France" in r.last_user_content else "Rome")
+    write_config(pytester, openai_server, ["m1"])
+    pytester.makefile(
+        ".llmeval.yaml",
+        capitals="""
+suite: capitals
+prompt: {user: "Capital of {country}? One word."}
+response_format: text
+scoring: {ignore_string_case: true}
+cases:
+  - {id: france, inputs: {country: France}, expected: paris}
+  - {id: spain, inputs: {country: Spain}, expected: Madrid}
+""",
+    )
+    result = pytester.runpytest()
+    assert result.parseoutcomes() == {"passed": 1, "missed": 1}
+    result.stdout.fnmatch_lines(['    (whole answer): expected "Madrid", got "Rome"'])
+    assert "response_format" not in openai_server.requests[0].body

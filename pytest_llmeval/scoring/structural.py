@@ -51,7 +51,7 @@ def score(expected: Any, text: str, options: Scoring) -> Verdict:
         and not _diff(expected[name], answer[name], options, under=name)
         for name in _field_names(expected, options)
     }
-    lines = tuple(_describe(diff))
+    lines = tuple(_describe(diff, expected, answer))
     if not lines:
         return Verdict("pass", 1.0, fields, "", (), answer)
     share = sum(fields.values()) / len(fields) if fields else 0.0
@@ -89,30 +89,37 @@ def _diff(expected: Any, answer: Any, options: Scoring, under: str | None = None
     )
 
 
-def _describe(diff: DeepDiff) -> list[str]:
+def _describe(diff: DeepDiff, expected: Any, answer: Any) -> list[str]:
     lines = []
     for kind, changes in diff.items():
         for change in changes:
-            where = _path(change.path(output_format="list"))
+            parts = change.path(output_format="list")
+            # Values are read back from the originals: deepdiff reports strings
+            # lower-cased under ignore_string_case, which is not what either side said.
+            old, new = _at(expected, parts, change.t1), _at(answer, parts, change.t2)
+            where, parent = _path(parts), _path(parts[:-1])
             if kind in ("values_changed", "type_changes"):
-                lines.append(f"{where}: expected {_show(change.t1)}, got {_show(change.t2)}")
+                lines.append(f"{where}: expected {_show(old)}, got {_show(new)}")
             elif kind == "dictionary_item_added":
-                lines.append(f"{where}: unexpected field, got {_show(change.t2)}")
+                lines.append(f"{where}: unexpected field, got {_show(new)}")
             elif kind == "dictionary_item_removed":
-                lines.append(f"{where}: missing, expected {_show(change.t1)}")
+                lines.append(f"{where}: missing, expected {_show(old)}")
             elif kind == "iterable_item_added":
-                lines.append(
-                    f"{_path(change.path(output_format='list')[:-1])}: "
-                    f"unexpected item {_show(change.t2)}"
-                )
+                lines.append(f"{parent}: unexpected item {_show(new)}")
             elif kind == "iterable_item_removed":
-                lines.append(
-                    f"{_path(change.path(output_format='list')[:-1])}: "
-                    f"missing item {_show(change.t1)}"
-                )
+                lines.append(f"{parent}: missing item {_show(old)}")
             else:
                 lines.append(f"{where}: {kind.replace('_', ' ')}")
     return sorted(lines)
+
+
+def _at(value: Any, parts: list[Any], fallback: Any) -> Any:
+    try:
+        for part in parts:
+            value = value[part]
+    except (KeyError, IndexError, TypeError):
+        return fallback
+    return value
 
 
 def _path(parts: list[Any]) -> str:
