@@ -70,6 +70,14 @@ class Scoring:
 
 
 @dataclass(frozen=True)
+class ResponseFormat:
+    """What shape the answer must take: free text, any JSON object, or a JSON schema."""
+
+    json_mode: bool = True
+    schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Case:
     id: str
     line: int
@@ -89,9 +97,7 @@ class Suite:
     # The suite-level chat template: system/user prompt or explicit turns.
     messages: tuple[Message, ...] = ()
     description: str | None = None
-    # None: free text; {} : JSON mode; a mapping: a JSON schema.
-    response_schema: dict[str, Any] | None = field(default_factory=dict)
-    json_mode: bool = True
+    response_format: ResponseFormat = ResponseFormat()
     scoring: Scoring = Scoring()
     threshold: float | None = None
 
@@ -207,7 +213,7 @@ class _SuiteReader:
         name = self.string(keys, "suite", root, required=True)
         description = self.string(keys, "description", root)
         template = self.suite_messages(keys, root)
-        schema, json_mode = self.response_format(keys.get("response_format"))
+        response_format = self.response_format(keys.get("response_format"))
         scoring = self.scoring(keys.get("scoring"))
         threshold = self.threshold(keys.get("threshold"))
         variables = set().union(*(template_variables(m.content) for m in template))
@@ -221,8 +227,7 @@ class _SuiteReader:
             cases=tuple(cases),
             messages=tuple(template),
             description=description,
-            response_schema=schema,
-            json_mode=json_mode,
+            response_format=response_format,
             scoring=scoring,
             threshold=threshold,
         )
@@ -288,18 +293,17 @@ class _SuiteReader:
                 out.append(Message(role, content))
         return out
 
-    def response_format(self, node: yaml.Node | None) -> tuple[dict[str, Any] | None, bool]:
-        if node is None:
-            return {}, True
-        value = _construct(node)
+    def response_format(self, node: yaml.Node | None) -> ResponseFormat:
+        value = "json" if node is None else _construct(node)
         if value == "json":
-            return {}, True
+            return ResponseFormat()
         if value == "text":
-            return None, False
+            return ResponseFormat(json_mode=False)
         if isinstance(value, dict) and _is_json_like(value) and "type" in value:
-            return value, True
+            return ResponseFormat(schema=value)
+        assert node is not None
         self.problem(node, "`response_format` must be `json`, `text` or a JSON schema mapping")
-        return {}, True
+        return ResponseFormat()
 
     def scoring(self, node: yaml.Node | None) -> Scoring:
         if node is None:

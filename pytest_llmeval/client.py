@@ -9,7 +9,7 @@ from typing import Any
 
 import openai
 
-from pytest_llmeval.cases import Message
+from pytest_llmeval.cases import Message, ResponseFormat
 from pytest_llmeval.models import ModelSpec
 
 # The SDK refuses to build a client without a key; a keyless local endpoint gets this.
@@ -18,24 +18,6 @@ NO_KEY = "no-key-needed"
 
 class CallError(Exception):
     """No answer could be had from the endpoint (after the SDK's retries)."""
-
-
-@dataclass(frozen=True)
-class ResponseFormat:
-    """What shape the answer must take: free text, any JSON object, or a JSON schema."""
-
-    json_mode: bool = True
-    schema: dict[str, Any] | None = None
-
-    def for_model(self, model: ModelSpec) -> dict[str, Any] | None:
-        if not self.json_mode:
-            return None
-        if not self.schema:
-            return {"type": "json_object"}
-        if model.schema_style == "json_object":
-            # llama.cpp's server and some other OpenAI-compatible servers take this form.
-            return {"type": "json_object", "schema": self.schema}
-        return {"type": "json_schema", "json_schema": {"name": "answer", "schema": self.schema}}
 
 
 @dataclass(frozen=True)
@@ -73,7 +55,7 @@ class Caller:
         **params: Any,
     ) -> Completion:
         body: dict[str, Any] = {**model.params, **params}
-        shape = response_format.for_model(model)
+        shape = _wire_format(response_format, model)
         if shape is not None:
             body["response_format"] = shape
         started = time.perf_counter()
@@ -114,6 +96,20 @@ class Caller:
         if model.price is not None and tokens_in is not None and tokens_out is not None:
             cost = model.price.cost(tokens_in, tokens_out)
         return Completion(text, latency, tokens_in, tokens_out, cost)
+
+
+def _wire_format(response_format: ResponseFormat, model: ModelSpec) -> dict[str, Any] | None:
+    if not response_format.json_mode:
+        return None
+    if not response_format.schema:
+        return {"type": "json_object"}
+    if model.schema_style == "json_object":
+        # llama.cpp's server and some other OpenAI-compatible servers take this form.
+        return {"type": "json_object", "schema": response_format.schema}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": response_format.schema},
+    }
 
 
 def _endpoint(model: ModelSpec) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_llmeval.cases import Case, CaseFileError, Suite, load_suite
-from pytest_llmeval.client import CallError, Completion, ResponseFormat
+from pytest_llmeval.client import CallError, Completion
 from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.terminal import miss_text
 from pytest_llmeval.results import Record
@@ -23,7 +23,8 @@ class SuiteFile(pytest.File):
         try:
             suite = load_suite(self.path, display=shown)
         except CaseFileError as exc:
-            yield SuiteErrorItem.from_parent(self, name="invalid-suite", problems=exc.problems)
+            message = "invalid case file:\n" + "\n".join(exc.problems)
+            yield SuiteErrorItem.from_parent(self, name="invalid-suite", message=message)
             return
         models = list(evaluation(self.config).models.values())
         if not models:
@@ -31,7 +32,7 @@ class SuiteFile(pytest.File):
                 f"{shown}: no models to run suite {suite.name!r} on: "
                 "pass --llm-models=NAME[,NAME] or set llmeval_models in the ini file"
             )
-            yield SuiteErrorItem.from_parent(self, name="no-models", problems=[message])
+            yield SuiteErrorItem.from_parent(self, name="no-models", message=message)
             return
         for case in suite.cases:
             for model in models:
@@ -41,15 +42,15 @@ class SuiteFile(pytest.File):
 
 
 class SuiteErrorItem(pytest.Item):
-    """Stands for a case file that failed validation: one error, located, and the run goes on."""
+    """Stands for a case file that cannot run: one error, located, and the run goes on."""
 
-    def __init__(self, *, problems: list[str], **kwargs: Any) -> None:
+    def __init__(self, *, message: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.problems = problems
+        self.message = message
 
     def setup(self) -> None:
-        # Failing in setup reports an ERROR (not a test failure); no traceback, only the problems.
-        pytest.fail("invalid case file:\n" + "\n".join(self.problems), pytrace=False)
+        # Failing in setup reports an ERROR (not a test failure); no traceback, only the message.
+        pytest.fail(self.message, pytrace=False)
 
     def runtest(self) -> None:
         raise AssertionError("unreachable: setup always fails")
@@ -91,9 +92,9 @@ class CaseItem(pytest.Item):
 
     def setup(self) -> None:
         ev = evaluation(self.config)
-        request = ResponseFormat(self.suite.json_mode, self.suite.response_schema or None)
+        messages = self.suite.render(self.case)
         try:
-            self.completion = ev.caller.complete(self.model, self.suite.render(self.case), request)
+            self.completion = ev.caller.complete(self.model, messages, self.suite.response_format)
         except CallError as exc:
             failure = str(exc)
         else:
@@ -109,7 +110,7 @@ class CaseItem(pytest.Item):
         assert self.completion is not None
         done = self.completion
         text = done.text
-        if not self.suite.json_mode and isinstance(self.case.expected, str):
+        if not self.suite.response_format.json_mode and isinstance(self.case.expected, str):
             # A free-text suite expecting a string compares the whole answer with it.
             text = json.dumps(text.strip())
         verdict = structural.score(self.case.expected, text, self.suite.scoring)

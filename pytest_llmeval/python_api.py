@@ -9,8 +9,8 @@ from typing import Any
 import openai
 import pytest
 
-from pytest_llmeval.cases import Message, Scoring
-from pytest_llmeval.client import CallError, Completion, ResponseFormat
+from pytest_llmeval.cases import Message, ResponseFormat, Scoring
+from pytest_llmeval.client import CallError, Completion
 from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.terminal import miss_text
 from pytest_llmeval.results import Record

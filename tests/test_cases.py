@@ -45,7 +45,7 @@ def test_a_valid_suite_loads_with_lines_templates_and_options(tmp_path: Path) ->
     suite = load_suite(path)
     assert suite.name == "reviews"
     assert suite.threshold == 0.8
-    assert suite.response_schema == {
+    assert suite.response_format.schema == {
         "type": "object",
         "properties": {"product": {"type": "string"}},
     }
