@@ -12,7 +12,14 @@ python3 example_suite/local_model.py install
 log=$(mktemp)
 python3 example_suite/local_model.py serve --port 8080 >"$log" 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -f "$log"' EXIT
+stop_server() {
+    local status=$?  # pytest's: the gate's decision is this script's exit status
+    kill "$server" 2>/dev/null
+    wait "$server" 2>/dev/null
+    rm -f "$log"
+    exit "$status"
+}
+trap stop_server EXIT
 if ! python3 example_suite/local_model.py wait --port 8080 --timeout 180; then
     cat "$log" >&2
     exit 1

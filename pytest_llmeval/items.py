@@ -14,7 +14,7 @@ from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.terminal import miss_text
 from pytest_llmeval.results import Record
 from pytest_llmeval.scoring import structural
-from pytest_llmeval.state import RECORD, evaluation, relpath
+from pytest_llmeval.state import RECORD, evaluation, relpath, shown_id
 
 
 class SuiteFile(pytest.File):
@@ -82,7 +82,7 @@ class CaseItem(pytest.Item):
             suite=self.suite.name,
             case=self.case.id,
             model=self.model.name,
-            nodeid=self.nodeid,
+            nodeid=shown_id(self),
             file=relpath(self.config, self.path),
             line=self.case.line,
             threshold=threshold,

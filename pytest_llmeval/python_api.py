@@ -15,7 +15,7 @@ from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.terminal import miss_text
 from pytest_llmeval.results import Record
 from pytest_llmeval.scoring import Verdict, structural
-from pytest_llmeval.state import RECORD, evaluation
+from pytest_llmeval.state import RECORD, evaluation, relpath, shown_id
 
 
 class LLM:
@@ -89,14 +89,14 @@ class LLM:
         text = answer if isinstance(answer, str) else json.dumps(answer)
         verdict = structural.score(expected, text, options)
         ev = evaluation(self._item.config)
-        path, line, _ = self._item.location
+        _, line, _ = self._item.location
         done = self._completions
         record = Record(
             suite=suite or self._item.path.stem,
             case=case or str(getattr(self._item, "originalname", self._item.name)),
             model=self.name,
-            nodeid=self._item.nodeid,
-            file=path,
+            nodeid=shown_id(self._item),
+            file=relpath(self._item.config, self._item.path),
             line=(line or 0) + 1,
             outcome=verdict.outcome,
             threshold=ev.settings.threshold,

@@ -21,5 +21,12 @@ def evaluation(config: pytest.Config) -> Evaluation:
 
 
 def relpath(config: pytest.Config, path: Path) -> str:
-    """A path as people and node ids see it: relative to the rootdir, with forward slashes."""
-    return Path(os.path.relpath(path, config.rootpath)).as_posix()
+    """A path as the person who ran pytest can use it: relative to where pytest was started."""
+    return Path(os.path.relpath(path, config.invocation_params.dir)).as_posix()
+
+
+def shown_id(item: pytest.Item) -> str:
+    """The item's node id with its path relative to where pytest was started, so it can be
+    pasted back onto the command line (pytest's own node ids are relative to the rootdir)."""
+    _, _, rest = item.nodeid.partition("::")
+    return f"{relpath(item.config, item.path)}::{rest}"

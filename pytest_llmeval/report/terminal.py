@@ -78,8 +78,9 @@ def _write_misses(tw: Writer, misses: Sequence[Record], shown: int | None) -> No
         for line in record.diff:
             tw.write_line(f"    {line}")
     if len(misses) > limit:
-        rest = ", ".join(f"{r.case}[{r.model}]" for r in misses[limit:])
-        tw.write_line(f"... and {len(misses) - limit} more (-v shows every diff): {rest}")
+        tw.write_line(
+            f"... and {len(misses) - limit} more misses (-v or --llm-misses-shown=N shows them)"
+        )
 
 
 def _write_gate(tw: Writer, summaries: Sequence[Summary], failures: Sequence[GateFailure]) -> None:
