@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.conftest import REVIEWS, oracle, suite_yaml, write_config
-from tests.openai_server import OpenAIServer, Reply
+from tests.openai_server import OpenAIServer, Reply, Request
 
 
 def table_row(output: str, model: str) -> list[str]:
@@ -36,9 +36,9 @@ def test_all_right_passes_the_gate(pytester: pytest.Pytester, openai_server: Ope
     assert result.ret == 0
 
 
-def wrong_rating(request: object) -> dict[str, object]:
+def wrong_rating(request: Request) -> dict[str, object]:
     """Right on every field but star_rating, which is always 1."""
-    return {**oracle(request), "star_rating": 1}  # type: ignore[arg-type]
+    return {**oracle(request), "star_rating": 1}
 
 
 def test_gate_fails_below_threshold_naming_suite_model_and_cases(
@@ -63,11 +63,9 @@ def test_gate_fails_below_threshold_naming_suite_model_and_cases(
 def test_command_line_threshold_beats_ini_and_suite_threshold_beats_both(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
-    answers = {"kettle": oracle, "desk-chair": wrong_rating, "headphones": oracle}
     openai_server.on(
-        "m1", lambda r: next(f for k, f in answers.items() if k in r.last_user_content.lower()
-                             or (k == "desk-chair" and "desk chair" in r.last_user_content))(r)
-    )  # fmt: skip
+        "m1", lambda r: wrong_rating(r) if "desk chair" in r.last_user_content else oracle(r)
+    )
     write_config(pytester, openai_server, ["m1"], 'llmeval_threshold = "0.9"')
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
     assert pytester.runpytest().ret == pytest.ExitCode.TESTS_FAILED  # 2/3 < 0.9
@@ -92,8 +90,8 @@ def test_no_threshold_reports_accuracy_without_gating(
 def test_miss_and_error_are_told_apart(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
-    def answer(request: object) -> Reply | dict[str, object]:
-        text = request.last_user_content  # type: ignore[attr-defined]
+    def answer(request: Request) -> Reply | dict[str, object]:
+        text = request.last_user_content
         if "kettle" in text:
             return Reply(status=503, error_message="overloaded")
         if "Headphones" in text:
@@ -173,10 +171,15 @@ def test_a_bad_case_file_is_one_located_error_and_the_rest_still_runs(
 def test_node_ids_select_and_last_failed_reruns_the_errors(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
-    replies = {"m1": [Reply(status=500), *[oracle] * 10]}
-    openai_server.on("m1", lambda r: oracle(r) if "Headphones" not in r.last_user_content
-                     else replies["m1"].pop(0) if isinstance(replies["m1"][0], Reply)
-                     else oracle(r))  # fmt: skip
+    failed_once: list[str] = []
+
+    def headphones_fail_once(request: Request) -> Reply | dict[str, object]:
+        if "Headphones" in request.last_user_content and not failed_once:
+            failed_once.append(request.last_user_content)
+            return Reply(status=500)
+        return oracle(request)
+
+    openai_server.on("m1", headphones_fail_once)
     openai_server.on("m2", oracle)
     write_config(pytester, openai_server, ["m1", "m2"], 'llmeval_max_retries = "0"')
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
@@ -244,7 +247,7 @@ def test_the_api_key_is_sent_but_never_shown(
     secret = "sk-test-5ecret-value-that-must-not-leak"
     monkeypatch.setenv("LLMEVAL_TEST_KEY", secret)
 
-    def reject(request: object) -> Reply:
+    def reject(request: Request) -> Reply:
         # Some endpoints echo the key they refuse; the plugin must not pass it on.
         return Reply(status=401, error_message=f"Incorrect API key provided: {secret}")
 
