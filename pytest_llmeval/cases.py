@@ -141,7 +141,12 @@ def load_suite(path: Path, display: str | None = None) -> Suite:
         reason = " ".join(p for p in (exc.context, exc.problem) if p)
         raise CaseFileError(path, [f"{shown}:{line}: YAML syntax error: {reason}"]) from None
     reader = _SuiteReader(path, shown)
-    suite = reader.read(root)
+    try:
+        suite = reader.read(root)
+    except yaml.YAMLError as exc:  # a tag or key the safe loader cannot build (`!mytag`)
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise CaseFileError(path, [f"{shown}:{line}: YAML error: {exc}".strip()]) from None
     if reader.problems or suite is None:
         raise CaseFileError(path, sorted(reader.problems, key=_line_of))
     return suite
@@ -176,6 +181,8 @@ class _SuiteReader:
         self.path = path
         self.shown = shown
         self.problems: list[str] = []
+        # JSON mode makes the model answer an object: no other `expected` can ever pass.
+        self.object_only = True
 
     def problem(self, node: yaml.Node | int, message: str, case: str | None = None) -> None:
         line = node if isinstance(node, int) else _line(node)
@@ -217,6 +224,7 @@ class _SuiteReader:
         scoring = self.scoring(keys.get("scoring"))
         threshold = self.threshold(keys.get("threshold"))
         variables = set().union(*(template_variables(m.content) for m in template))
+        self.object_only = response_format.json_mode and response_format.schema is None
         cases = self.cases(keys.get("cases"), root, variables, has_template=bool(template))
         if self.problems or name is None:
             return None
@@ -419,6 +427,13 @@ class _SuiteReader:
                     fields["expected"],
                     "`expected` is not JSON-like (only mappings with string keys, lists, "
                     "strings, numbers, booleans and null)",
+                    label,
+                )
+            elif self.object_only and not isinstance(expected, dict):
+                self.problem(
+                    fields["expected"],
+                    "`response_format: json` makes the model answer a JSON object, and "
+                    "`expected` is not one: give a JSON schema or `response_format: text`",
                     label,
                 )
         tags: list[str] = []

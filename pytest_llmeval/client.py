@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
@@ -27,6 +29,8 @@ class Completion:
     input_tokens: int | None
     output_tokens: int | None
     cost: float | None
+    # Why an answer may be wrong that its text does not show (a refusal, a cut-off).
+    note: str = ""
 
 
 class Caller:
@@ -80,22 +84,41 @@ class Caller:
             raise CallError(
                 redact(f"cannot reach {_endpoint(model)}: {exc.__cause__ or exc}", model)
             ) from None
-        except (openai.OpenAIError, ValueError) as exc:
-            # The SDK lets a 200 whose body is not JSON through as a bare JSONDecodeError.
-            raise CallError(redact(f"bad response from {_endpoint(model)}: {exc}", model)) from None
-        latency = time.perf_counter() - started
-        if not isinstance(response, openai.types.chat.ChatCompletion) or not response.choices:
+        except Exception as exc:
+            # The SDK lets a 200 whose body is not JSON through as a bare JSONDecodeError, and
+            # a parameter the endpoint cannot take may fail inside it: whatever it is, it is
+            # this case's error, told in one line, not a traceback through pytest.
+            reason = f"{type(exc).__name__}: {exc}"
             raise CallError(
-                f"bad response from {_endpoint(model)}: no choices in {response!r:.200}"
-            )
-        text = response.choices[0].message.content or ""
-        usage = response.usage
-        tokens_in = usage.prompt_tokens if usage else None
-        tokens_out = usage.completion_tokens if usage else None
-        cost = None
-        if model.price is not None and tokens_in is not None and tokens_out is not None:
-            cost = model.price.cost(tokens_in, tokens_out)
-        return Completion(text, latency, tokens_in, tokens_out, cost)
+                redact(f"bad response from {_endpoint(model)}: {reason}", model)
+            ) from None
+        return _completion(response, time.perf_counter() - started, model)
+
+
+def _completion(response: Any, latency: float, model: ModelSpec) -> Completion:
+    """Read the answer out of a response the SDK did not validate (it may be any shape)."""
+    choices = getattr(response, "choices", None)
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = getattr(choice, "message", None)
+    content = getattr(message, "content", None)
+    if message is None or not (content is None or isinstance(content, str)):
+        raise CallError(
+            f"bad response from {_endpoint(model)}: no answer text in {response!r:.200}"
+        )
+    notes = []
+    if getattr(message, "refusal", None):
+        notes.append(f"the model refused: {message.refusal}")
+    if getattr(choice, "finish_reason", None) == "length":
+        notes.append("the answer was cut off at the token limit (finish_reason: length)")
+    usage = getattr(response, "usage", None)
+    tokens_in = getattr(usage, "prompt_tokens", None)
+    tokens_out = getattr(usage, "completion_tokens", None)
+    if not (isinstance(tokens_in, int) and isinstance(tokens_out, int)):
+        tokens_in = tokens_out = None
+    cost = None
+    if model.price is not None and tokens_in is not None and tokens_out is not None:
+        cost = model.price.cost(tokens_in, tokens_out)
+    return Completion(content or "", latency, tokens_in, tokens_out, cost, "; ".join(notes))
 
 
 def _wire_format(response_format: ResponseFormat, model: ModelSpec) -> dict[str, Any] | None:
@@ -113,7 +136,14 @@ def _wire_format(response_format: ResponseFormat, model: ModelSpec) -> dict[str,
 
 
 def _endpoint(model: ModelSpec) -> str:
-    return f"{model.name} ({model.base_url or 'OpenAI'})"
+    if model.base_url is None:
+        return f"{model.name} (OpenAI)"
+    # Credentials may sit in a URL (user:token@host, ?api-key=...): show neither part.
+    url = urlsplit(model.base_url)
+    host = url.hostname or ""
+    if url.port is not None:
+        host += f":{url.port}"
+    return f"{model.name} ({urlunsplit((url.scheme, host, url.path, '', ''))})"
 
 
 def _message(exc: openai.APIStatusError) -> str:
@@ -128,4 +158,10 @@ def _message(exc: openai.APIStatusError) -> str:
 def redact(text: str, model: ModelSpec) -> str:
     """Remove the model's API key from text that may be shown or stored."""
     key = model.api_key()
-    return text.replace(key, "***") if key else text
+    if not key:
+        return text
+    # The raw variable too: a key with stray whitespace may be echoed as it was set.
+    for secret in {key, os.environ.get(model.api_key_env or "", ""), repr(key)[1:-1]}:
+        if secret.strip():
+            text = text.replace(secret, "***")
+    return text

@@ -19,6 +19,7 @@ class Evaluation:
         self.settings = settings
         self.models = models
         self.records: list[Record] = []
+        self.suite_files: dict[str, str] = {}  # suite name → the file that defined it first
         self.failures: list[GateFailure] = []
         self._caller: Caller | None = None
 

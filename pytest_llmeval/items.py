@@ -26,7 +26,14 @@ class SuiteFile(pytest.File):
             message = "invalid case file:\n" + "\n".join(exc.problems)
             yield SuiteErrorItem.from_parent(self, name="invalid-suite", message=message)
             return
-        models = list(evaluation(self.config).models.values())
+        ev = evaluation(self.config)
+        models = list(ev.models.values())
+        # Results are aggregated by suite name: two files with one name would mix.
+        first = ev.suite_files.setdefault(suite.name, shown)
+        if first != shown:
+            message = f"{shown}: suite name {suite.name!r} is also used by {first}; rename one"
+            yield SuiteErrorItem.from_parent(self, name="duplicate-suite", message=message)
+            return
         if not models:
             message = (
                 f"{shown}: no models to run suite {suite.name!r} on: "
@@ -47,6 +54,8 @@ class SuiteErrorItem(pytest.Item):
     def __init__(self, *, message: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.message = message
+        # Selecting a model (`-k gpt-4`) must not hide a broken file of its suites.
+        self.extra_keyword_matches.update(evaluation(self.config).models)
 
     def setup(self) -> None:
         # Failing in setup reports an ERROR (not a test failure); no traceback, only the message.
@@ -118,7 +127,7 @@ class CaseItem(pytest.Item):
             outcome=verdict.outcome,
             score=verdict.score,
             fields=verdict.fields,
-            reason=verdict.reason,
+            reason="; ".join(part for part in (verdict.reason, done.note) if part),
             diff=verdict.diff,
             answer=done.text,
             latency_s=done.latency_s,

@@ -29,6 +29,10 @@ PRICES: dict[str, tuple[float, float]] = {
     "gpt-4": (0.03, 0.06),
     "gpt-4-32k": (0.06, 0.12),
     "gpt-4-turbo": (0.01, 0.03),
+    # The gpt-4 turbo previews carry gpt-4-like names but turbo prices.
+    "gpt-4-1106-preview": (0.01, 0.03),
+    "gpt-4-0125-preview": (0.01, 0.03),
+    "gpt-4-turbo-preview": (0.01, 0.03),
     "gpt-4o": (0.0025, 0.01),
     "gpt-4o-mini": (0.00015, 0.0006),
     "ft:gpt-4o-mini": (0.0003, 0.0012),
@@ -75,7 +79,8 @@ class ModelSpec:
         """The key from the environment, or None when the endpoint needs none or it is unset."""
         if self.api_key_env is None:
             return None
-        return os.environ.get(self.api_key_env) or None
+        # Keys read from secret files often end in a newline, which would break the header.
+        return os.environ.get(self.api_key_env, "").strip() or None
 
     def missing_key(self) -> str | None:
         """The environment variable this model needs and does not have, if any."""

@@ -77,10 +77,16 @@ def _read(config: pytest.Config, option: Option) -> Any:
     if option.kind == "bool":
         return bool(raw)
     if option.kind == "csv":
-        return tuple(part.strip() for part in str(raw).split(",") if part.strip())
+        # A TOML array in pyproject.toml arrives as a list.
+        parts = raw if isinstance(raw, list) else str(raw).split(",")
+        return tuple(str(part).strip() for part in parts if str(part).strip())
     try:
-        return float(raw) if option.kind == "float" else int(raw)
+        number = float(raw) if option.kind == "float" else int(raw)
     except ValueError:
+        number = -1
+    if number < 0 or (option.name == "timeout" and number == 0):
+        sign = "positive" if option.name == "timeout" else "non-negative"
         raise pytest.UsageError(
-            f"{option.flag} / {option.ini} must be a number, not {raw!r}"
-        ) from None
+            f"{option.flag} / {option.ini} must be a {sign} number, not {raw!r}"
+        )
+    return number

@@ -39,17 +39,21 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "llm" in metafunc.fixturenames:
+    if FIXTURE in metafunc.fixturenames:
         names = list(evaluation(metafunc.config).models)
-        metafunc.parametrize("llm", names or [None], indirect=True, ids=names or ["no-model"])
+        metafunc.parametrize(FIXTURE, names or [None], indirect=True, ids=names or ["no-model"])
 
 
-@pytest.fixture
-def llm(request: pytest.FixtureRequest) -> LLM:
+# Named after the plugin, not `llm`: projects often have an `llm` fixture of their own.
+FIXTURE = "llmeval"
+
+
+@pytest.fixture(name=FIXTURE)
+def llmeval_fixture(request: pytest.FixtureRequest) -> LLM:
     """The model of this test's place in the --llm-models matrix."""
     if request.param is None:
         pytest.fail(
-            "llm fixture: no models; pass --llm-models or set llmeval_models", pytrace=False
+            "llmeval fixture: no models; pass --llm-models or set llmeval_models", pytrace=False
         )
     return LLM(request.node, evaluation(request.config).models[request.param])
 
@@ -58,21 +62,24 @@ def llm(request: pytest.FixtureRequest) -> LLM:
 def pytest_sessionstart(session: pytest.Session) -> None:
     # The xdist controller never sees the selection, and a worker cannot stop the run
     # with a usage error: check every configured model here, once.
-    if session.config.pluginmanager.has_plugin("dsession"):
+    if (
+        session.config.pluginmanager.has_plugin("dsession")
+        and not session.config.option.collectonly
+    ):
         ev = evaluation(session.config)
         ev.check_keys(ev.models)
 
 
-@pytest.hookimpl(trylast=True)  # after -k, -m and --lf have deselected
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if hasattr(config, "workerinput"):
-        return  # the controller checked every model already
+    if hasattr(config, "workerinput") or config.option.collectonly:
+        return  # the xdist controller checked every model already; listing needs no key
     used: set[str] = set()
     for item in items:
         if isinstance(item, CaseItem):
             used.add(item.model.name)
         elif isinstance(item, pytest.Function) and hasattr(item, "callspec"):
-            name = item.callspec.params.get("llm")
+            name = item.callspec.params.get(FIXTURE)
             if isinstance(name, str):
                 used.add(name)
     evaluation(config).check_keys(used)

@@ -1,10 +1,10 @@
-"""The ``llm`` fixture's object: a model of the matrix for Python tests, scored into the table."""
+"""The ``llmeval`` fixture's object: a model of the matrix for Python tests, in the table."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 import pytest
@@ -49,21 +49,29 @@ class LLM:
         self,
         prompt: str | Sequence[dict[str, str]],
         *,
-        json_mode: bool = True,
+        json_mode: bool = False,
         schema: dict[str, Any] | None = None,
         **params: Any,
     ) -> str:
-        """Ask the model; a string is one user message. Returns the answer's text."""
+        """Ask the model; a string is one user message. Returns the answer's text.
+
+        ``json_mode`` asks for a JSON object (OpenAI then wants "JSON" named in the prompt);
+        a ``schema`` asks for JSON in that shape.
+        """
         turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         messages = [Message(t["role"], t["content"]) for t in turns]
+        shape = ResponseFormat(json_mode or schema is not None, schema)
         try:
             done = evaluation(self._item.config).caller.complete(
-                self.spec, messages, ResponseFormat(json_mode, schema), **params
+                self.spec, messages, shape, **params
             )
         except CallError as exc:
-            pytest.fail(f"model {self.name}: no answer: {exc}", pytrace=False)
-        self._completions.append(done)
-        return done.text
+            failure = str(exc)
+        else:
+            self._completions.append(done)
+            return done.text
+        self._item.stash[RECORD] = self._record(outcome="error", reason=failure)
+        pytest.fail(f"model {self.name}: no answer: {failure}", pytrace=False)
 
     def score(
         self,
@@ -79,7 +87,7 @@ class LLM:
     ) -> Verdict:
         """Score ``answer`` (JSON text or a value) against ``expected``; once per test."""
         if RECORD in self._item.stash:
-            raise RuntimeError("llm.score() counts the test as one case: call it once per test")
+            raise RuntimeError("llmeval.score() counts the test as one case: call it once per test")
         options = Scoring(
             ignore_order=ignore_order,
             ignore_string_case=ignore_string_case,
@@ -88,18 +96,11 @@ class LLM:
         )
         text = answer if isinstance(answer, str) else json.dumps(answer)
         verdict = structural.score(expected, text, options)
-        ev = evaluation(self._item.config)
-        _, line, _ = self._item.location
         done = self._completions
-        record = Record(
-            suite=suite or self._item.path.stem,
-            case=case or str(getattr(self._item, "originalname", self._item.name)),
-            model=self.name,
-            nodeid=shown_id(self._item),
-            file=relpath(self._item.config, self._item.path),
-            line=(line or 0) + 1,
+        record = self._record(
+            suite=suite,
+            case=case,
             outcome=verdict.outcome,
-            threshold=ev.settings.threshold,
             score=verdict.score,
             fields=verdict.fields,
             reason=verdict.reason,
@@ -107,23 +108,38 @@ class LLM:
             expected=expected,
             answer=text,
             latency_s=sum(c.latency_s for c in done) if done else None,
-            input_tokens=_total(c.input_tokens for c in done),
-            output_tokens=_total(c.output_tokens for c in done),
-            cost=_total_cost(done),
+            input_tokens=_total([c.input_tokens for c in done]),
+            output_tokens=_total([c.output_tokens for c in done]),
+            cost=_total([c.cost for c in done]),
         )
         self._item.stash[RECORD] = record
-        if not verdict.passed and ev.settings.strict:
+        if not verdict.passed and evaluation(self._item.config).settings.strict:
             pytest.fail(miss_text(record), pytrace=False)
         return verdict
 
+    def _record(
+        self, *, suite: str | None = None, case: str | None = None, **fields: Any
+    ) -> Record:
+        item = self._item
+        _, line, _ = item.location
+        return Record(
+            suite=suite or item.path.stem,
+            case=case or str(getattr(item, "originalname", item.name)),
+            model=self.name,
+            nodeid=shown_id(item),
+            file=relpath(item.config, item.path),
+            line=(line or 0) + 1,
+            threshold=evaluation(item.config).settings.threshold,
+            **fields,
+        )
 
-def _total(values: Any) -> int | None:
-    items = list(values)
-    return None if not items or None in items else sum(items)
+
+N = TypeVar("N", int, float)
 
 
-def _total_cost(done: list[Completion]) -> float | None:
-    costs = [c.cost for c in done]
-    if not costs or any(c is None for c in costs):
+def _total(values: list[N | None]) -> N | None:
+    """The sum, or None when there is nothing to add or any part is unknown."""
+    known = [v for v in values if v is not None]
+    if not values or len(known) < len(values):
         return None
-    return sum(c for c in costs if c is not None)
+    return sum(known[1:], known[0])

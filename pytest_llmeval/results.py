@@ -113,7 +113,7 @@ class Summary:
     def cost(self) -> float | None:
         """Dollars spent; None when a call's price is unknown (so no partial sum poses as total)."""
         called = [r for r in self.records if r.latency_s is not None]
-        if any(r.cost is None for r in called):
+        if not called or any(r.cost is None for r in called):
             return None
         return sum(r.cost or 0.0 for r in called)
 

@@ -79,8 +79,8 @@ cases:
             "s.llmeval.yaml:4: case has no `id:`",
         ),
         (
-            CASE_HEAD + "  - {id: a, inputs: {review: x}, expected: 1}\n"
-            "  - {id: a, inputs: {review: y}, expected: 2}\n",
+            CASE_HEAD + "  - {id: a, inputs: {review: x}, expected: {n: 1}}\n"
+            "  - {id: a, inputs: {review: y}, expected: {n: 2}}\n",
             "s.llmeval.yaml:5: case 'a': duplicate case id (first defined at line 4)",
         ),
         (
@@ -127,6 +127,14 @@ cases:
             "s.llmeval.yaml:3: unknown scoring method 'judge'; available: structural",
         ),
         (CASE_HEAD + "  []\n", "s.llmeval.yaml:4: `cases` must be a non-empty list"),
+        (
+            CASE_HEAD + "  - {id: a, inputs: {review: x}, expected: [1, 2]}\n",
+            "s.llmeval.yaml:4: case 'a': `response_format: json` makes the model answer a JSON object",
+        ),
+        (
+            CASE_HEAD + "  - {id: a, inputs: {review: x}, expected: !mytag {n: 1}}\n",
+            "s.llmeval.yaml:4: YAML error: could not determine a constructor for the tag '!mytag'",
+        ),
         ("", "s.llmeval.yaml:1: empty file"),
         (
             "suite: s\ncases:\n  - {id: a, expected: 1}\n",
@@ -140,7 +148,8 @@ cases:
     ids=[
         "missing-id", "duplicate-id", "expected-date", "expected-int-key", "missing-variable",
         "typo-case-key", "duplicate-yaml-key", "typo-suite-key", "yaml-syntax", "bad-id",
-        "threshold-range", "unknown-method", "empty-cases", "empty-file", "no-prompt", "bad-role",
+        "threshold-range", "unknown-method", "empty-cases", "json-mode-list", "unknown-tag",
+        "empty-file", "no-prompt", "bad-role",
     ],
 )  # fmt: skip
 def test_each_problem_names_file_line_and_case(tmp_path: Path, text: str, problem: str) -> None:

@@ -340,10 +340,17 @@ def test_xdist_gives_the_same_table_and_gate(
     ("reply", "message"),
     [
         (Reply(body=b'{"choices": [{"mess'), "bad response from m1 *: *"),
-        (Reply(body=b"[]"), "bad response from m1 *: no choices*"),
+        (Reply(body=b"[]"), "bad response from m1 *: no answer text in*"),
+        (Reply(body=b'{"choices": [{}]}'), "bad response from m1 *: no answer text in*"),
+        (
+            Reply(
+                body=b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": 5}}]}'
+            ),
+            "bad response from m1 *: no answer text in*",
+        ),
         (Reply(delay=3), "timed out after 0.5s (0 retries) at m1*"),
     ],
-    ids=["truncated-body", "not-a-completion", "timeout"],
+    ids=["truncated-body", "not-a-completion", "no-message", "content-not-text", "timeout"],
 )
 def test_a_broken_endpoint_is_an_error_naming_case_and_model(
     pytester: pytest.Pytester, openai_server: OpenAIServer, reply: Reply, message: str
@@ -360,7 +367,7 @@ def test_a_broken_endpoint_is_an_error_naming_case_and_model(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
-def test_python_tests_with_the_llm_fixture_count_in_the_table(
+def test_python_tests_with_the_llmeval_fixture_count_in_the_table(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
     openai_server.on("good", oracle)
@@ -372,11 +379,11 @@ def test_python_tests_with_the_llm_fixture_count_in_the_table(
 
         REVIEW = {REVIEWS["kettle"][0]!r}
 
-        def my_chain(llm):  # the user's own code, given a model
-            return json.loads(llm.complete([{{"role": "user", "content": REVIEW}}]))
+        def my_chain(llmeval):  # the user's own code, given a model
+            return json.loads(llmeval.complete(REVIEW, json_mode=True))
 
-        def test_extracts_the_kettle(llm):
-            verdict = llm.score(my_chain(llm), {REVIEWS["kettle"][1]!r}, suite="chains")
+        def test_extracts_the_kettle(llmeval):
+            verdict = llmeval.score(my_chain(llmeval), {REVIEWS["kettle"][1]!r}, suite="chains")
             assert verdict.fields["product"]
 
         def test_plain_tests_are_untouched():
@@ -395,7 +402,11 @@ def test_python_tests_with_the_llm_fixture_count_in_the_table(
     ])  # fmt: skip
     good = table_row(result.stdout.str(), "good")
     assert good[1:6] == ["1", "1", "0", "0", "100.0%"]
-    assert good[-3:] != ["0", "0", "-"]  # tokens and cost of llm.complete() were counted
+    # llmeval.complete() was timed, counted and costed.
+    assert int(good[-3]) > 0
+    assert int(good[-2]) > 0
+    assert good[-1].startswith("$0.0")
+    assert openai_server.requests[0].body["response_format"] == {"type": "json_object"}
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
@@ -431,3 +442,125 @@ cases:
     assert result.parseoutcomes() == {"passed": 1, "missed": 1}
     result.stdout.fnmatch_lines(['    (whole answer): expected "Madrid", got "Rome"'])
     assert "response_format" not in openai_server.requests[0].body
+
+
+def test_an_empty_refused_or_cut_off_answer_is_a_miss_that_says_why(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    def answer(request: Request) -> Reply:
+        text = request.last_user_content
+        if "kettle" in text:
+            return Reply(content=None)
+        if "Headphones" in text:
+            return Reply(
+                body=json.dumps(
+                    {
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {
+                                    "role": "assistant",
+                                    "content": None,
+                                    "refusal": "I can't help with that.",
+                                },
+                            }
+                        ]
+                    }
+                ).encode()
+            )
+        return Reply(body=json.dumps({"choices": [{"index": 0, "finish_reason": "length", "message": {
+            "role": "assistant", "content": '{"product": "desk ch'}}]}).encode())  # fmt: skip
+
+    openai_server.on("m1", answer)
+    write_config(pytester, openai_server, ["m1"])
+    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    result = pytester.runpytest("--llm-misses-shown=3")
+    assert result.parseoutcomes() == {"missed": 3}
+    result.stdout.fnmatch_lines([
+        "MISS *desk-chair*",
+        "  invalid JSON (*); the answer was cut off at the token limit (finish_reason: length)",
+        "MISS *headphones*",
+        "  empty answer; the model refused: I can't help with that.",
+        "MISS *kettle*",
+        "  empty answer",
+    ])  # fmt: skip
+
+
+def test_a_suite_name_used_by_two_files_is_an_error(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    openai_server.on("m1", oracle)
+    write_config(pytester, openai_server, ["m1"])
+    pytester.makefile(".llmeval.yaml", a=suite_yaml("same"), b=suite_yaml("same"))
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        ["b.llmeval.yaml: suite name 'same' is also used by a.llmeval.yaml; rename one"]
+    )
+
+
+def test_selecting_a_model_keeps_a_broken_file_s_error_in_view(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    openai_server.on("m1", oracle)
+    write_config(pytester, openai_server, ["m1"])
+    pytester.makefile(".llmeval.yaml", reviews=suite_yaml(), broken="suite: broken\ncases: []\n")
+    result = pytester.runpytest("-k", "m1")
+    result.assert_outcomes(passed=3, errors=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_models_as_a_toml_list_and_listing_tests_without_keys(
+    pytester: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nllmeval_models = ["gpt-4o", "gpt-4"]\n')
+    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    listed = pytester.runpytest("--collect-only", "-q")
+    listed.stdout.fnmatch_lines(
+        ["reviews.llmeval.yaml::kettle[[]gpt-4o[]]", "reviews.llmeval.yaml::kettle[[]gpt-4[]]"]
+    )
+    assert listed.ret == pytest.ExitCode.OK
+    run = pytester.runpytest()
+    assert run.ret == pytest.ExitCode.USAGE_ERROR
+    run.stderr.fnmatch_lines(["*no API key for gpt-4, gpt-4o*"])
+
+
+@pytest.mark.parametrize("where", ["key-with-newline", "url-userinfo"])
+def test_credentials_in_a_key_with_a_newline_or_in_the_url_are_never_shown(
+    pytester: pytest.Pytester,
+    openai_server: OpenAIServer,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    secret = "sk-test-trailing-newline-secret"
+    monkeypatch.setenv("LLMEVAL_TEST_KEY", secret + "\n")
+    url = openai_server.url
+    if where == "url-userinfo":
+        url = url.replace("http://", "http://user:url-secret@")
+        openai_server.on("hosted-1", Reply(status=500, error_message="down"))
+    else:  # an endpoint echoing the Authorization header it refuses
+        openai_server.on(
+            "hosted-1", lambda r: Reply(status=401, error_message=r.headers["authorization"])
+        )
+    pytester.makepyprojecttoml(f"""
+[tool.pytest.ini_options]
+llmeval_models = "hosted"
+llmeval_max_retries = "0"
+[tool.llmeval.models.hosted]
+model = "hosted-1"
+base_url = "{url}"
+api_key_env = "LLMEVAL_TEST_KEY"
+""")
+    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    result = pytester.runpytest("-k", "kettle")
+    result.assert_outcomes(errors=1, deselected=2)
+    out = result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(
+        ["*no answer: HTTP [45]0[01] from hosted (http://127.0.0.1:*/v1): *"]
+    )
+    assert secret not in out
+    assert "url-secret" not in out
+    if where == "key-with-newline":
+        assert openai_server.requests[0].headers["authorization"] == f"Bearer {secret}"

@@ -12,7 +12,7 @@ from pytest_llmeval.cases import Scoring
 from pytest_llmeval.scoring import Verdict
 
 # A JSON value wrapped in a Markdown code fence, as chat models often answer.
-FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n(.*?)\n?[ \t]*```", re.DOTALL)
+FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)\s*```", re.DOTALL)
 SHOWN = 80
 
 
@@ -21,20 +21,28 @@ class InvalidJSON(ValueError):
 
 
 def parse_answer(text: str) -> Any:
-    """The JSON value in ``text``: bare, or the first fenced block. Raises InvalidJSON."""
+    """The JSON value in ``text``: bare, in a code fence, or the first object or array
+    inside surrounding prose ("Here it is: {...}"). Raises InvalidJSON."""
     stripped = text.strip()
+    if not stripped:
+        raise InvalidJSON("empty answer")
     try:
         return json.loads(stripped)
     except json.JSONDecodeError as exc:
-        fenced = FENCE.search(text)
-        if fenced is None:
-            raise InvalidJSON(
-                f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-            ) from None
+        first = exc
+    fenced = FENCE.search(text)
+    if fenced is not None:
         try:
             return json.loads(fenced.group(1))
         except json.JSONDecodeError as inner:
             raise InvalidJSON(f"invalid JSON in the fenced block ({inner.msg})") from None
+    starts = [i for i in (stripped.find("{"), stripped.find("[")) if i >= 0]
+    if starts:
+        try:
+            return json.JSONDecoder().raw_decode(stripped, min(starts))[0]
+        except json.JSONDecodeError:
+            pass
+    raise InvalidJSON(f"invalid JSON ({first.msg} at line {first.lineno} column {first.colno})")
 
 
 def score(expected: Any, text: str, options: Scoring) -> Verdict:
@@ -68,7 +76,7 @@ def _field_names(expected: Any, options: Scoring) -> list[str]:
 
 def _root_path(path: str) -> str:
     """Accept deepdiff paths (``root['a'][0]``) and plain top-level field names (``a``)."""
-    return path if path.startswith("root") else f"root[{path!r}]"
+    return path if path.startswith(("root[", "root.")) else f"root[{path!r}]"
 
 
 def _diff(expected: Any, answer: Any, options: Scoring, under: str | None = None) -> DeepDiff:
@@ -82,7 +90,10 @@ def _diff(expected: Any, answer: Any, options: Scoring, under: str | None = None
         answer,
         ignore_order=options.ignore_order,
         ignore_string_case=options.ignore_string_case,
-        ignore_numeric_type_changes=True,
+        # 2 equals 2.0, but true does not equal 1: bool is a subclass of int, and without
+        # ignore_type_subclasses deepdiff would put it in the numbers' group.
+        ignore_type_in_groups=[(int, float)],
+        ignore_type_subclasses=True,
         math_epsilon=options.numeric_tolerance or None,
         exclude_paths=excluded or None,
         view="tree",
@@ -96,7 +107,9 @@ def _describe(diff: DeepDiff, expected: Any, answer: Any) -> list[str]:
             parts = change.path(output_format="list")
             # Values are read back from the originals: deepdiff reports strings
             # lower-cased under ignore_string_case, which is not what either side said.
-            old, new = _at(expected, parts, change.t1), _at(answer, parts, change.t2)
+            # Under ignore_order the two sides' indexes differ: each side has its own path.
+            new_parts = change.path(output_format="list", use_t2=True)
+            old, new = _at(expected, parts, change.t1), _at(answer, new_parts, change.t2)
             where, parent = _path(parts), _path(parts[:-1])
             if kind in ("values_changed", "type_changes"):
                 lines.append(f"{where}: expected {_show(old)}, got {_show(new)}")
@@ -125,10 +138,10 @@ def _at(value: Any, parts: list[Any], fallback: Any) -> Any:
 def _path(parts: list[Any]) -> str:
     if not parts:
         return "(whole answer)"
-    out = str(parts[0])
-    for part in parts[1:]:
+    out = ""
+    for part in parts:
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
+    return out.removeprefix(".")
 
 
 def _show(value: Any) -> str:
