@@ -43,8 +43,16 @@ class SuiteFile(pytest.File):
             return
         for case in suite.cases:
             for model in models:
+                name = f"{case.id}[{model.name}]"
                 yield CaseItem.from_parent(
-                    self, name=f"{case.id}[{model.name}]", suite=suite, case=case, model=model
+                    self,
+                    name=name,
+                    # Spelled out so pytest (9.2+) parses "[model]" as the parameter part,
+                    # as for a parametrized function: --lf matches ids by those parts.
+                    nodeid=f"{self.nodeid}::{name}",
+                    suite=suite,
+                    case=case,
+                    model=model,
                 )
 
 

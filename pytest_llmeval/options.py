@@ -38,15 +38,24 @@ OPTIONS = (
 )  # fmt: skip
 
 
+# The ini types take both a TOML string ("0.9") and a TOML number (0.9); "args" takes a
+# TOML array as well as a string.
+INI_TYPES: dict[Kind, Literal["args", "float", "int", "bool"]] = {
+    "csv": "args",
+    "float": "float",
+    "int": "int",
+    "bool": "bool",
+}
+
+
 def register(parser: pytest.Parser) -> None:
     group = parser.getgroup("llmeval", "LLM regression testing (pytest-llmeval)")
     for option in OPTIONS:
         if option.kind == "bool":
             group.addoption(option.flag, action="store_true", default=None, help=option.help)
-            parser.addini(option.ini, option.help, type="bool", default=option.default)
         else:
             group.addoption(option.flag, default=None, help=f"{option.help} (ini: {option.ini})")
-            parser.addini(option.ini, option.help, default=None)
+        parser.addini(option.ini, option.help, type=INI_TYPES[option.kind], default=None)
 
 
 @dataclass(frozen=True)
@@ -72,14 +81,15 @@ def _read(config: pytest.Config, option: Option) -> Any:
     raw = config.getoption(option.flag)
     if raw is None:
         raw = config.getini(option.ini)
-    if raw is None or raw == "":
+    if raw is None or raw == "" or raw == []:
         return option.default
     if option.kind == "bool":
         return bool(raw)
     if option.kind == "csv":
-        # A TOML array in pyproject.toml arrives as a list.
-        parts = raw if isinstance(raw, list) else str(raw).split(",")
-        return tuple(str(part).strip() for part in parts if str(part).strip())
+        # "a,b", "a, b", ["a", "b"]: the command line gives a string, the ini a list.
+        parts = raw if isinstance(raw, list) else [raw]
+        names = (name.strip() for part in parts for name in str(part).split(","))
+        return tuple(name for name in names if name)
     try:
         number = float(raw) if option.kind == "float" else int(raw)
     except ValueError:
