@@ -1,4 +1,4 @@
-"""pytest hooks only: options, collection, the llm fixture, report status, the gate's wiring."""
+"""pytest hooks only: options, collection, the llmeval fixture, report status, gate wiring."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from pytest_llmeval.python_api import LLM
 from pytest_llmeval.report.terminal import write_summary
 from pytest_llmeval.results import Record
 from pytest_llmeval.state import EVALUATION, RECORD, evaluation
+
+# Named after the plugin, not `llm`: projects often have an `llm` fixture of their own.
+FIXTURE = "llmeval"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,10 +45,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if FIXTURE in metafunc.fixturenames:
         names = list(evaluation(metafunc.config).models)
         metafunc.parametrize(FIXTURE, names or [None], indirect=True, ids=names or ["no-model"])
-
-
-# Named after the plugin, not `llm`: projects often have an `llm` fixture of their own.
-FIXTURE = "llmeval"
 
 
 @pytest.fixture(name=FIXTURE)
