@@ -33,7 +33,8 @@ def write_summary(
     for suite in suites:
         rows = [s for s in summaries if s.suite == suite]
         threshold = rows[0].threshold
-        gate = f"threshold {threshold:.0%}" if threshold is not None else "no threshold"
+        # :g keeps 99.5% from showing as 100%.
+        gate = f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
         tw.write_sep("-", f"llmeval: {suite} ({gate})")
         _table(tw, [HEADER, *(_row(s) for s in rows)])
         fields = list(dict.fromkeys(name for s in rows for name in s.field_rates))
