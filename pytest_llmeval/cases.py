@@ -181,8 +181,6 @@ class _SuiteReader:
         self.path = path
         self.shown = shown
         self.problems: list[str] = []
-        # JSON mode makes the model answer an object: no other `expected` can ever pass.
-        self.object_only = True
 
     def problem(self, node: yaml.Node | int, message: str, case: str | None = None) -> None:
         line = node if isinstance(node, int) else _line(node)
@@ -224,8 +222,15 @@ class _SuiteReader:
         scoring = self.scoring(keys.get("scoring"))
         threshold = self.threshold(keys.get("threshold"))
         variables = set().union(*(template_variables(m.content) for m in template))
-        self.object_only = response_format.json_mode and response_format.schema is None
-        cases = self.cases(keys.get("cases"), root, variables, has_template=bool(template))
+        # JSON mode makes the model answer an object: no other `expected` can ever pass.
+        object_only = response_format.json_mode and response_format.schema is None
+        cases = self.cases(
+            keys.get("cases"),
+            root,
+            variables,
+            has_template=bool(template),
+            object_only=object_only,
+        )
         if self.problems or name is None:
             return None
         return Suite(
@@ -356,7 +361,13 @@ class _SuiteReader:
         return float(value)
 
     def cases(
-        self, node: yaml.Node | None, root: yaml.Node, variables: set[str], *, has_template: bool
+        self,
+        node: yaml.Node | None,
+        root: yaml.Node,
+        variables: set[str],
+        *,
+        has_template: bool,
+        object_only: bool,
     ) -> list[Case]:
         if node is None:
             self.problem(root, "missing `cases:`")
@@ -367,7 +378,7 @@ class _SuiteReader:
         seen: dict[str, int] = {}
         out = []
         for item in node.value:
-            case = self.case(item, variables, has_template)
+            case = self.case(item, variables, has_template, object_only)
             if case is None:
                 continue
             if case.id in seen:
@@ -379,7 +390,9 @@ class _SuiteReader:
             out.append(case)
         return out
 
-    def case(self, item: yaml.Node, variables: set[str], has_template: bool) -> Case | None:
+    def case(
+        self, item: yaml.Node, variables: set[str], has_template: bool, object_only: bool
+    ) -> Case | None:
         id_node = _id_node(item)
         raw_id = _construct(id_node) if id_node is not None else None
         label = raw_id if isinstance(raw_id, str) else None
@@ -429,7 +442,7 @@ class _SuiteReader:
                     "strings, numbers, booleans and null)",
                     label,
                 )
-            elif self.object_only and not isinstance(expected, dict):
+            elif object_only and not isinstance(expected, dict):
                 self.problem(
                     fields["expected"],
                     "`response_format: json` makes the model answer a JSON object, and "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -126,11 +125,12 @@ class CaseItem(pytest.Item):
     def runtest(self) -> None:
         assert self.completion is not None
         done = self.completion
-        text = done.text
-        if not self.suite.response_format.json_mode and isinstance(self.case.expected, str):
+        expected, options = self.case.expected, self.suite.scoring
+        if not self.suite.response_format.json_mode and isinstance(expected, str):
             # A free-text suite expecting a string compares the whole answer with it.
-            text = json.dumps(text.strip())
-        verdict = structural.score(self.case.expected, text, self.suite.scoring)
+            verdict = structural.score_value(expected, done.text.strip(), options)
+        else:
+            verdict = structural.score(expected, done.text, options)
         record = self._record(
             outcome=verdict.outcome,
             score=verdict.score,

@@ -94,8 +94,10 @@ class LLM:
             numeric_tolerance=numeric_tolerance,
             exclude_paths=tuple(exclude_paths),
         )
-        text = answer if isinstance(answer, str) else json.dumps(answer)
-        verdict = structural.score(expected, text, options)
+        if isinstance(answer, str):
+            text, verdict = answer, structural.score(expected, answer, options)
+        else:  # a value already parsed: scored as it is, kept as JSON text in the record
+            text, verdict = json.dumps(answer), structural.score_value(expected, answer, options)
         done = self._completions
         record = self._record(
             suite=suite,

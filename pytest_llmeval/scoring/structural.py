@@ -52,6 +52,11 @@ def score(expected: Any, text: str, options: Scoring) -> Verdict:
     except InvalidJSON as exc:
         fields = dict.fromkeys(_field_names(expected, options), False)
         return Verdict("miss", 0.0, fields, str(exc), (f"raw answer: {_fold(text)}",))
+    return score_value(expected, answer, options)
+
+
+def score_value(expected: Any, answer: Any, options: Scoring) -> Verdict:
+    """Score an answer already in hand as a value (parsed JSON, or a free-text string)."""
     diff = _diff(expected, answer, options)
     fields = {
         name: isinstance(answer, dict)
