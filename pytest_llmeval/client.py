@@ -1,11 +1,15 @@
-"""Chat-completion calls through the ``openai`` SDK, timed, counted and costed."""
+"""One chat-completion request: its identity, and one call through the ``openai`` SDK."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,6 +20,8 @@ from pytest_llmeval.models import ModelSpec
 
 # The SDK refuses to build a client without a key; a keyless local endpoint gets this.
 NO_KEY = "no-key-needed"
+# Where the SDK sends a request when neither the model nor the environment names a base URL.
+OPENAI_URL = "https://api.openai.com/v1"
 
 
 class CallError(Exception):
@@ -31,71 +37,142 @@ class Completion:
     cost: float | None
     # Why an answer may be wrong that its text does not show (a refusal, a cut-off).
     note: str = ""
+    cached: bool = False
+    attempts: int = 1
 
 
-class Caller:
-    """One SDK client per model, reused for every call in this process."""
+@dataclass(frozen=True)
+class LLMRequest:
+    """A request as the cache knows it: what determines the answer, and where it belongs."""
 
-    def __init__(self, *, timeout: float, max_retries: int) -> None:
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self._clients: dict[str, openai.OpenAI] = {}
+    model: ModelSpec
+    messages: tuple[Message, ...]
+    response_format: ResponseFormat
+    params: Mapping[str, Any] = field(default_factory=dict)
+    repeat: int = 0
+    # Where its recorded answer is filed: (suite, case) for a YAML case, (test module,
+    # test name) for a Python test; `pinned` when that names exactly one answer.
+    group: str = ""
+    name: str = ""
+    pinned: bool = False
+    # How errors name it: "file:line: case 'id', model m".
+    where: str = ""
+    # The expected answer's length, for estimating output tokens before the call.
+    expected_chars: int = 0
 
-    def client(self, model: ModelSpec) -> openai.OpenAI:
-        if model.name not in self._clients:
-            self._clients[model.name] = openai.OpenAI(
-                api_key=model.api_key() or NO_KEY,
-                base_url=model.base_url,
-                timeout=model.timeout or self.timeout,
-                max_retries=self.max_retries,
-            )
-        return self._clients[model.name]
-
-    def complete(
-        self,
-        model: ModelSpec,
-        messages: Sequence[Message],
-        response_format: ResponseFormat,
-        **params: Any,
-    ) -> Completion:
-        body: dict[str, Any] = {**model.params, **params}
-        shape = _wire_format(response_format, model)
+    def body(self) -> dict[str, Any]:
+        """Everything sent besides model and messages (the SDK's extra_body)."""
+        body: dict[str, Any] = {**self.model.params, **self.params}
+        shape = _wire_format(self.response_format, self.model)
         if shape is not None:
             body["response_format"] = shape
-        started = time.perf_counter()
-        try:
-            # Parameters go in extra_body: endpoints take ones the SDK's signature lacks
-            # (llama.cpp's repeat_penalty, top_k), which as keywords raise TypeError.
-            response = self.client(model).chat.completions.create(
-                model=model.model,
-                messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
-                extra_body=body,
-            )
-        except openai.APIStatusError as exc:
-            raise CallError(
-                redact(f"HTTP {exc.status_code} from {_endpoint(model)}: {_message(exc)}", model)
-            ) from None
-        except openai.APITimeoutError:
-            raise CallError(
-                f"timed out after {model.timeout or self.timeout:g}s "
-                f"({self.max_retries} retries) at {_endpoint(model)}"
-            ) from None
-        except openai.APIConnectionError as exc:
-            raise CallError(
-                redact(f"cannot reach {_endpoint(model)}: {exc.__cause__ or exc}", model)
-            ) from None
-        except Exception as exc:
-            # The SDK lets a 200 whose body is not JSON through as a bare JSONDecodeError, and
-            # a parameter the endpoint cannot take may fail inside it: whatever it is, it is
-            # this case's error, told in one line, not a traceback through pytest.
-            reason = f"{type(exc).__name__}: {exc}"
-            raise CallError(
-                redact(f"bad response from {_endpoint(model)}: {reason}", model)
-            ) from None
-        return _completion(response, time.perf_counter() - started, model)
+        return body
+
+    @cached_property
+    def key(self) -> str:
+        """A digest of everything that determines the answer, and of nothing else: no key."""
+        material = {
+            "endpoint": endpoint_url(self.model),
+            "model": self.model.model,
+            "messages": [[m.role, m.content] for m in self.messages],
+            "body": self.body(),
+            "repeat": self.repeat,
+        }
+        text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _completion(response: Any, latency: float, model: ModelSpec) -> Completion:
+@dataclass
+class _Attempts:
+    count: int = 0
+    last_started: float = 0.0
+
+
+# The SDK retries inside one call; its HTTP client's request hook counts the attempts of
+# the call running in the current task, and times the last one.
+_ATTEMPTS: ContextVar[_Attempts | None] = ContextVar("llmeval_attempts", default=None)
+
+
+async def _on_request(_request: Any) -> None:
+    attempts = _ATTEMPTS.get()
+    if attempts is not None:
+        attempts.count += 1
+        attempts.last_started = time.perf_counter()
+
+
+ResponseHook = Callable[[Any], Awaitable[None]]
+
+
+def async_client(
+    model: ModelSpec, *, timeout: float, max_retries: int, on_response: ResponseHook
+) -> openai.AsyncOpenAI:
+    """The SDK's client for a model: its retries (429, 5xx, timeouts; Retry-After honoured),
+    with every HTTP response shown to ``on_response`` (which adapts the model's concurrency)."""
+    http = openai.DefaultAsyncHttpxClient(
+        event_hooks={"request": [_on_request], "response": [on_response]}
+    )
+    return openai.AsyncOpenAI(
+        api_key=model.api_key() or NO_KEY,
+        base_url=model.base_url,
+        timeout=model.timeout or timeout,
+        max_retries=max_retries,
+        http_client=http,
+    )
+
+
+def sync_client(model: ModelSpec, *, timeout: float, max_retries: int) -> openai.OpenAI:
+    """A plain SDK client for the model, for code under test that takes one."""
+    return openai.OpenAI(
+        api_key=model.api_key() or NO_KEY,
+        base_url=model.base_url,
+        timeout=model.timeout or timeout,
+        max_retries=max_retries,
+    )
+
+
+async def call(client: openai.AsyncOpenAI, request: LLMRequest) -> Completion:
+    """Send the request; the answer, or CallError saying why there is none (key redacted)."""
+    model = request.model
+    attempts = _Attempts()
+    token = _ATTEMPTS.set(attempts)
+    try:
+        # Parameters go in extra_body: endpoints take ones the SDK's signature lacks
+        # (llama.cpp's repeat_penalty, top_k), which as keywords raise TypeError.
+        response = await client.chat.completions.create(
+            model=model.model,
+            messages=[{"role": m.role, "content": m.content} for m in request.messages],  # type: ignore[misc]
+            extra_body=request.body(),
+        )
+    except openai.APIStatusError as exc:
+        failure = (
+            f"HTTP {exc.status_code} from {_endpoint(model)}{_tries(attempts)}: {_message(exc)}"
+        )
+        raise CallError(redact(failure, model)) from None
+    except openai.APITimeoutError:
+        seconds = client.timeout if isinstance(client.timeout, float) else "the timeout"
+        raise CallError(
+            f"timed out after {seconds}s at {_endpoint(model)}{_tries(attempts)}"
+        ) from None
+    except openai.APIConnectionError as exc:
+        failure = f"cannot reach {_endpoint(model)}{_tries(attempts)}: {exc.__cause__ or exc}"
+        raise CallError(redact(failure, model)) from None
+    except Exception as exc:
+        # The SDK lets a 200 whose body is not JSON through as a bare JSONDecodeError, and
+        # a parameter the endpoint cannot take may fail inside it: whatever it is, it is
+        # this case's error, told in one line, not a traceback through pytest.
+        failure = f"bad response from {_endpoint(model)}: {type(exc).__name__}: {exc}"
+        raise CallError(redact(failure, model)) from None
+    finally:
+        _ATTEMPTS.reset(token)
+    latency = time.perf_counter() - attempts.last_started
+    return _completion(response, latency, model, attempts.count)
+
+
+def _tries(attempts: _Attempts) -> str:
+    return f" after {attempts.count} attempts" if attempts.count > 1 else ""
+
+
+def _completion(response: Any, latency: float, model: ModelSpec, attempts: int) -> Completion:
     """Read the answer out of a response the SDK did not validate (it may be any shape)."""
     choices = getattr(response, "choices", None)
     choice = choices[0] if isinstance(choices, list) and choices else None
@@ -115,10 +192,21 @@ def _completion(response: Any, latency: float, model: ModelSpec) -> Completion:
     tokens_out = getattr(usage, "completion_tokens", None)
     if not (isinstance(tokens_in, int) and isinstance(tokens_out, int)):
         tokens_in = tokens_out = None
-    cost = None
-    if model.price is not None and tokens_in is not None and tokens_out is not None:
-        cost = model.price.cost(tokens_in, tokens_out)
-    return Completion(content or "", latency, tokens_in, tokens_out, cost, "; ".join(notes))
+    return Completion(
+        text=content or "",
+        latency_s=latency,
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        cost=cost_of(model, tokens_in, tokens_out),
+        note="; ".join(notes),
+        attempts=attempts,
+    )
+
+
+def cost_of(model: ModelSpec, tokens_in: int | None, tokens_out: int | None) -> float | None:
+    if model.price is None or tokens_in is None or tokens_out is None:
+        return None
+    return model.price.cost(tokens_in, tokens_out)
 
 
 def _wire_format(response_format: ResponseFormat, model: ModelSpec) -> dict[str, Any] | None:
@@ -135,15 +223,20 @@ def _wire_format(response_format: ResponseFormat, model: ModelSpec) -> dict[str,
     }
 
 
-def _endpoint(model: ModelSpec) -> str:
-    if model.base_url is None:
-        return f"{model.name} (OpenAI)"
-    # Credentials may sit in a URL (user:token@host, ?api-key=...): show neither part.
-    url = urlsplit(model.base_url)
+def endpoint_url(model: ModelSpec) -> str:
+    """The URL the SDK sends to, without credentials (userinfo, query string)."""
+    raw = model.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+    url = urlsplit(raw)
     host = url.hostname or ""
     if url.port is not None:
         host += f":{url.port}"
-    return f"{model.name} ({urlunsplit((url.scheme, host, url.path, '', ''))})"
+    return urlunsplit((url.scheme, host, url.path.rstrip("/"), "", ""))
+
+
+def _endpoint(model: ModelSpec) -> str:
+    if model.base_url is None:
+        return f"{model.name} (OpenAI)"
+    return f"{model.name} ({endpoint_url(model)})"
 
 
 def _message(exc: openai.APIStatusError) -> str:

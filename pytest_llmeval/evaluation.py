@@ -2,42 +2,96 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
+import openai
 import pytest
 
-from pytest_llmeval.client import Caller
+from pytest_llmeval.budget import Budget
+from pytest_llmeval.cache import ResponseCache
+from pytest_llmeval.client import sync_client
+from pytest_llmeval.engine import Engine, PlanRow
 from pytest_llmeval.gate import GateFailure, evaluate
+from pytest_llmeval.limits import AdaptiveLimit
 from pytest_llmeval.models import ModelSpec, load_model_table, resolve_models
 from pytest_llmeval.options import Settings
 from pytest_llmeval.results import Record, Summary, summarize
+from pytest_llmeval.share import RunShare
 
 
 class Evaluation:
-    def __init__(self, settings: Settings, models: dict[str, ModelSpec]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        models: dict[str, ModelSpec],
+        cache_dir: Path,
+        *,
+        share: RunShare | None = None,
+        workers: int = 1,
+    ) -> None:
         self.settings = settings
         self.models = models
+        self.cache_dir = cache_dir
+        self.share = share  # on an xdist worker: the run's requests shared with the others
+        self.workers = workers
         self.records: list[Record] = []
         self.suite_files: dict[str, str] = {}  # suite name → the file that defined it first
         self.failures: list[GateFailure] = []
-        self._caller: Caller | None = None
+        self.plan: list[PlanRow] | None = None  # what a dry run found
+        self._engine: Engine | None = None
+        self._sync_clients: dict[str, openai.OpenAI] = {}
 
     @classmethod
     def from_config(cls, config: pytest.Config, settings: Settings) -> Evaluation:
-        if not settings.models:
-            return cls(settings, {})
-        table = load_model_table(config_file(config))
-        specs = resolve_models(list(settings.models), table)
-        return cls(settings, {spec.name: spec for spec in specs})
+        cache_dir = config.rootpath / settings.cache_dir
+        workerinput = getattr(config, "workerinput", {})
+        share = (
+            RunShare(Path(workerinput["llmeval_share"])) if "llmeval_share" in workerinput else None
+        )
+        workers = int(workerinput.get("workercount", 1))
+        models: dict[str, ModelSpec] = {}
+        if settings.models:
+            table = load_model_table(config_file(config))
+            models = {spec.name: spec for spec in resolve_models(list(settings.models), table)}
+        return cls(settings, models, cache_dir, share=share, workers=workers)
 
     @property
-    def caller(self) -> Caller:
-        if self._caller is None:
-            self._caller = Caller(
-                timeout=self.settings.timeout, max_retries=self.settings.max_retries
+    def engine(self) -> Engine:
+        if self._engine is None:
+            settings = self.settings
+            # Run-wide allowances are split among xdist workers, which share the requests.
+            budget = None
+            if settings.max_cost is not None:
+                budget = Budget(settings.max_cost / self.workers)
+            self._engine = Engine(
+                cache=ResponseCache(self.cache_dir),
+                mode=settings.record,
+                concurrency=max(1, math.ceil(settings.concurrency / self.workers)),
+                timeout=settings.timeout,
+                max_retries=settings.max_retries,
+                budget=budget,
+                share=self.share,
             )
-        return self._caller
+        return self._engine
+
+    def rate_limits(self) -> dict[str, AdaptiveLimit]:
+        """This process's per-model limits (none on the xdist controller, which calls nothing)."""
+        return self._engine.limits if self._engine is not None else {}
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+        for sdk in self._sync_clients.values():
+            sdk.close()
+
+    def sync_client(self, model: ModelSpec) -> openai.OpenAI:
+        if model.name not in self._sync_clients:
+            self._sync_clients[model.name] = sync_client(
+                model, timeout=self.settings.timeout, max_retries=self.settings.max_retries
+            )
+        return self._sync_clients[model.name]
 
     def check_keys(self, used: Iterable[str]) -> None:
         """One clear error, before anything runs, for every model whose key is not set."""
@@ -55,6 +109,17 @@ class Evaluation:
                 + "\n".join(sorted(lines))
                 + "\n(a local endpoint that needs no key: give the model a base_url "
                 "and no api_key_env in [tool.llmeval.models])"
+            )
+
+    def check_prices(self, used: Iterable[str]) -> None:
+        """--llm-max-cost needs a price for every model it limits."""
+        if self.settings.max_cost is None:
+            return
+        unpriced = sorted(name for name in used if self.models[name].price is None)
+        if unpriced:
+            raise pytest.UsageError(
+                f"llmeval: --llm-max-cost needs a price for {', '.join(unpriced)}: set "
+                "price = {input_per_1k = ..., output_per_1k = ...} in [tool.llmeval.models.NAME]"
             )
 
     def summaries(self) -> list[Summary]:

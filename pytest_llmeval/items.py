@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Iterator
+from functools import cached_property
 from typing import Any
 
 import pytest
 
 from pytest_llmeval.cases import Case, CaseFileError, Suite, load_suite
-from pytest_llmeval.client import CallError, Completion
+from pytest_llmeval.client import CallError, Completion, LLMRequest
+from pytest_llmeval.engine import Pending
 from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.terminal import miss_text
 from pytest_llmeval.results import Record
 from pytest_llmeval.scoring import structural
-from pytest_llmeval.state import RECORD, evaluation, relpath, shown_id
+from pytest_llmeval.state import RECORD, CacheWarning, evaluation, relpath, shown_id, wait
 
 
 class SuiteFile(pytest.File):
@@ -82,6 +86,7 @@ class CaseItem(pytest.Item):
         self.case = case
         self.model = model
         self.completion: Completion | None = None
+        self.pending: Pending | None = None  # started by the engine once collection is done
         # Tags select with -k (`-k edge`); as markers they would need registering.
         self.extra_keyword_matches.update(case.tags)
 
@@ -106,21 +111,32 @@ class CaseItem(pytest.Item):
             **fields,
         )
 
+    @cached_property
+    def request(self) -> LLMRequest:
+        return LLMRequest(
+            model=self.model,
+            messages=tuple(self.suite.render(self.case)),
+            response_format=self.suite.response_format,
+            group=self.suite.name,
+            name=self.case.id,
+            pinned=True,
+            where=f"{self.location_text}: case {self.case.id!r}, model {self.model.name}",
+            expected_chars=len(json.dumps(self.case.expected)),
+        )
+
     def setup(self) -> None:
-        ev = evaluation(self.config)
-        messages = self.suite.render(self.case)
+        engine = evaluation(self.config).engine
+        pending = self.pending or engine.start(self.request)
+        if pending.notice:
+            warnings.warn(CacheWarning(f"{self.request.where}: {pending.notice}"), stacklevel=1)
         try:
-            self.completion = ev.caller.complete(self.model, messages, self.suite.response_format)
+            self.completion = wait(self.config, pending)
         except CallError as exc:
             failure = str(exc)
         else:
             return
         self.stash[RECORD] = self._record(outcome="error", reason=failure)
-        pytest.fail(
-            f"{self.location_text}: case {self.case.id!r}, model {self.model.name}: "
-            f"no answer: {failure}",
-            pytrace=False,
-        )
+        pytest.fail(f"{self.request.where}: no answer: {failure}", pytrace=False)
 
     def runtest(self) -> None:
         assert self.completion is not None
@@ -142,6 +158,8 @@ class CaseItem(pytest.Item):
             input_tokens=done.input_tokens,
             output_tokens=done.output_tokens,
             cost=done.cost,
+            cached=done.cached,
+            attempts=done.attempts,
         )
         self.stash[RECORD] = record
         if not verdict.passed and evaluation(self.config).settings.strict:

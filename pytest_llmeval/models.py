@@ -14,7 +14,16 @@ from typing import Any, Literal
 SchemaStyle = Literal["json_schema", "json_object"]
 
 MODEL_KEYS = frozenset(
-    {"model", "base_url", "api_key_env", "params", "price", "schema_style", "timeout"}
+    {
+        "model",
+        "base_url",
+        "api_key_env",
+        "params",
+        "price",
+        "schema_style",
+        "timeout",
+        "concurrency",
+    }
 )
 PRICE_KEYS = frozenset({"input_per_1k", "output_per_1k"})
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -74,6 +83,8 @@ class ModelSpec:
     price: Price | None = None
     schema_style: SchemaStyle = "json_schema"
     timeout: float | None = None
+    # This model's cap on requests in flight (a local server may serve one at a time).
+    concurrency: int | None = None
 
     def api_key(self) -> str | None:
         """The key from the environment, or None when the endpoint needs none or it is unset."""
@@ -146,6 +157,11 @@ def _spec_from_entry(source: Path, name: str, entry: Any) -> ModelSpec:
         raise ConfigError(f'{where}: `schema_style` must be "json_schema" or "json_object"')
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise ConfigError(f"{where}: `timeout` must be a positive number of seconds")
+    concurrency = entry.get("concurrency")
+    if concurrency is not None and (
+        not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
+    ):
+        raise ConfigError(f"{where}: `concurrency` must be a whole number >= 1")
     if "api_key_env" in entry:
         key_env = entry["api_key_env"]
         if not isinstance(key_env, str) or not key_env:
@@ -162,6 +178,7 @@ def _spec_from_entry(source: Path, name: str, entry: Any) -> ModelSpec:
         price=_price(where, entry["price"]) if "price" in entry else price_for(model),
         schema_style=style,
         timeout=float(timeout) if timeout is not None else None,
+        concurrency=concurrency,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import pytest
 
-Kind = Literal["csv", "float", "int", "bool"]
+Kind = Literal["csv", "float", "int", "bool", "str"]
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,7 @@ class Option:
     kind: Kind
     help: str
     default: Any = None
+    choices: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -35,16 +36,28 @@ OPTIONS = (
     Option("timeout", "float", "seconds before a model request times out", 60.0),
     Option("max_retries", "int", "retries of a failed request (429, 5xx, timeouts)", 2),
     Option("misses_shown", "int", "misses whose diff the summary prints (-v prints all)", 10),
+    Option("concurrency", "int", "requests in flight at once, over all models (a model's "
+           "`concurrency` caps its own share)", 16),
+    Option("record", "str", "response cache: none = replay only (a request not recorded is an "
+           "error), new = replay what is recorded and record the rest, all = call and re-record "
+           "everything", "new", ("none", "new", "all")),
+    Option("cache_dir", "str", "directory of recorded answers, relative to the rootdir",
+           "llmeval-cache"),
+    Option("max_cost", "float", "dollars this run may spend; requests that would pass it are "
+           "not sent (their items are errors)"),
+    Option("dry_run", "bool", "count requests and estimate tokens and cost per model; call "
+           "nothing", False),
 )  # fmt: skip
 
 
 # The ini types take both a TOML string ("0.9") and a TOML number (0.9); "args" takes a
 # TOML array as well as a string.
-INI_TYPES: dict[Kind, Literal["args", "float", "int", "bool"]] = {
+INI_TYPES: dict[Kind, Literal["args", "float", "int", "bool", "string"]] = {
     "csv": "args",
     "float": "float",
     "int": "int",
     "bool": "bool",
+    "str": "string",
 }
 
 
@@ -54,7 +67,12 @@ def register(parser: pytest.Parser) -> None:
         if option.kind == "bool":
             group.addoption(option.flag, action="store_true", default=None, help=option.help)
         else:
-            group.addoption(option.flag, default=None, help=f"{option.help} (ini: {option.ini})")
+            group.addoption(
+                option.flag,
+                default=None,
+                choices=option.choices or None,
+                help=f"{option.help} (ini: {option.ini})",
+            )
         parser.addini(option.ini, option.help, type=INI_TYPES[option.kind], default=None)
 
 
@@ -66,6 +84,11 @@ class Settings:
     timeout: float
     max_retries: int
     misses_shown: int
+    concurrency: int
+    record: str
+    cache_dir: str
+    max_cost: float | None
+    dry_run: bool
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -85,6 +108,14 @@ def _read(config: pytest.Config, option: Option) -> Any:
         return option.default
     if option.kind == "bool":
         return bool(raw)
+    if option.kind == "str":
+        value = str(raw).strip()
+        if option.choices and value not in option.choices:
+            raise pytest.UsageError(
+                f"{option.flag} / {option.ini} must be one of {', '.join(option.choices)}, "
+                f"not {value!r}"
+            )
+        return value
     if option.kind == "csv":
         # "a,b", "a, b", ["a", "b"]: the command line gives a string, the ini a list.
         parts = raw if isinstance(raw, list) else [raw]
@@ -94,8 +125,9 @@ def _read(config: pytest.Config, option: Option) -> Any:
         number = float(raw) if option.kind == "float" else int(raw)
     except ValueError:
         number = -1
-    if number < 0 or (option.name == "timeout" and number == 0):
-        sign = "positive" if option.name == "timeout" else "non-negative"
+    positive = option.name in ("timeout", "concurrency")
+    if number < 0 or (positive and number == 0):
+        sign = "positive" if positive else "non-negative"
         raise pytest.UsageError(
             f"{option.flag} / {option.ini} must be a {sign} number, not {raw!r}"
         )

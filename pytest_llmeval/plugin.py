@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,10 @@ from pytest_llmeval.evaluation import Evaluation
 from pytest_llmeval.items import CaseItem, SuiteFile
 from pytest_llmeval.models import ConfigError
 from pytest_llmeval.python_api import LLM
-from pytest_llmeval.report.terminal import write_summary
+from pytest_llmeval.report.progress import ProgressLine
+from pytest_llmeval.report.terminal import write_engine_notes, write_plan, write_summary
 from pytest_llmeval.results import Record
-from pytest_llmeval.state import EVALUATION, RECORD, evaluation
+from pytest_llmeval.state import EVALUATION, PROGRESS, RECORD, evaluation, relpath
 
 # Named after the plugin, not `llm`: projects often have an `llm` fixture of their own.
 FIXTURE = "llmeval"
@@ -32,6 +35,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[EVALUATION] = Evaluation.from_config(config, settings)
     except ConfigError as exc:
         raise pytest.UsageError(f"llmeval: {exc}") from None
+    if settings.dry_run and config.pluginmanager.has_plugin("dsession"):
+        raise pytest.UsageError("llmeval: --llm-dry-run runs in one process; drop -n")
     config.pluginmanager.register(ResultsCollector(config), "llmeval-results")
 
 
@@ -73,6 +78,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if hasattr(config, "workerinput") or config.option.collectonly:
         return  # the xdist controller checked every model already; listing needs no key
+    ev = evaluation(config)
     used: set[str] = set()
     for item in items:
         if isinstance(item, CaseItem):
@@ -81,7 +87,42 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             name = item.callspec.params.get(FIXTURE)
             if isinstance(name, str):
                 used.add(name)
-    evaluation(config).check_keys(used)
+    ev.check_prices(used)
+    if not ev.settings.dry_run:  # a dry run calls nothing, so needs no key
+        ev.check_keys(used)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """Start every selected case's request before the first item runs (or, for a dry run,
+    count them and run nothing)."""
+    config = session.config
+    if config.option.collectonly:
+        return None
+    ev = evaluation(config)
+    cases = [item for item in session.items if isinstance(item, CaseItem)]
+    if ev.settings.dry_run:
+        ev.plan = ev.engine.plan(item.request for item in cases)
+        return True
+    for item in cases:
+        item.pending = ev.engine.start(item.request)
+    config.stash[PROGRESS] = ProgressLine(config, ev.engine.status)
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: every worker gets the directory where they share requests."""
+    node.workerinput["llmeval_share"] = str(_share_dir(node.config))
+
+
+SHARE_DIR = pytest.StashKey[Path]()
+
+
+def _share_dir(config: pytest.Config) -> Path:
+    if SHARE_DIR not in config.stash:
+        config.stash[SHARE_DIR] = Path(tempfile.mkdtemp(prefix="llmeval-run-"))
+    return config.stash[SHARE_DIR]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -101,9 +142,12 @@ def pytest_report_teststatus(
     report: pytest.TestReport, config: pytest.Config
 ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
     data = getattr(report, "llmeval", None)
-    if data and data["outcome"] == "miss" and report.when == "call" and report.passed:
-        return "missed", "m", ("MISS", {"yellow": True})
-    return None
+    if not data or report.when != "call" or not report.passed:
+        return None
+    replayed = " (replayed)" if data["cached"] else ""
+    if data["outcome"] == "miss":
+        return "missed", "m", (f"MISS{replayed}", {"yellow": True})
+    return ("passed", ".", (f"PASSED{replayed}", {"green": True})) if replayed else None
 
 
 class ResultsCollector:
@@ -119,14 +163,23 @@ class ResultsCollector:
             evaluation(self.config).records.append(Record.from_dict(data))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        ev = evaluation(self.config)
+        ev.close()
+        if SHARE_DIR in self.config.stash:
+            shutil.rmtree(self.config.stash[SHARE_DIR], ignore_errors=True)
         if self.is_worker:
             return
-        if evaluation(self.config).decide() and session.exitstatus == pytest.ExitCode.OK:
+        if ev.decide() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         ev = evaluation(self.config)
-        if self.is_worker or not ev.records:
+        if self.is_worker:
             return
-        shown = None if self.config.get_verbosity() > 0 else ev.settings.misses_shown
-        write_summary(terminalreporter, ev.summaries(), ev.failures, misses_shown=shown)
+        if ev.plan is not None:
+            write_plan(terminalreporter, ev.plan, ev.settings.max_cost)
+        if ev.records:
+            shown = None if self.config.get_verbosity() > 0 else ev.settings.misses_shown
+            write_summary(terminalreporter, ev.summaries(), ev.failures, misses_shown=shown)
+            cache = relpath(self.config, ev.cache_dir)
+            write_engine_notes(terminalreporter, ev.records, ev.rate_limits(), cache)

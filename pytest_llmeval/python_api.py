@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -10,12 +11,14 @@ import openai
 import pytest
 
 from pytest_llmeval.cases import Message, ResponseFormat, Scoring
-from pytest_llmeval.client import CallError, Completion
+from pytest_llmeval.client import CallError, Completion, LLMRequest
 from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.terminal import miss_text
 from pytest_llmeval.results import Record
 from pytest_llmeval.scoring import Verdict, structural
-from pytest_llmeval.state import RECORD, evaluation, relpath, shown_id
+from pytest_llmeval.state import RECORD, CacheWarning, evaluation, relpath, shown_id, wait
+
+Prompt = str | Sequence[dict[str, str]]
 
 
 class LLM:
@@ -43,11 +46,11 @@ class LLM:
     @property
     def client(self) -> openai.OpenAI:
         """The configured SDK client, for code under test that takes one."""
-        return evaluation(self._item.config).caller.client(self.spec)
+        return evaluation(self._item.config).sync_client(self.spec)
 
     def complete(
         self,
-        prompt: str | Sequence[dict[str, str]],
+        prompt: Prompt,
         *,
         json_mode: bool = False,
         schema: dict[str, Any] | None = None,
@@ -56,22 +59,52 @@ class LLM:
         """Ask the model; a string is one user message. Returns the answer's text.
 
         ``json_mode`` asks for a JSON object (OpenAI then wants "JSON" named in the prompt);
-        a ``schema`` asks for JSON in that shape.
+        a ``schema`` asks for JSON in that shape. Answers are recorded and replayed as a
+        YAML case's are (``--llm-record``).
         """
-        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        messages = [Message(t["role"], t["content"]) for t in turns]
+        return self.complete_many([prompt], json_mode=json_mode, schema=schema, **params)[0]
+
+    def complete_many(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        json_mode: bool = False,
+        schema: dict[str, Any] | None = None,
+        **params: Any,
+    ) -> list[str]:
+        """Ask several prompts at once (concurrently, within the run's limits); the answers
+        in the same order."""
+        ev = evaluation(self._item.config)
         shape = ResponseFormat(json_mode or schema is not None, schema)
-        try:
-            done = evaluation(self._item.config).caller.complete(
-                self.spec, messages, shape, **params
+        item = self._item
+        pendings = [
+            ev.engine.start(
+                LLMRequest(
+                    model=self.spec,
+                    messages=_messages(prompt),
+                    response_format=shape,
+                    params=params,
+                    group=relpath(item.config, item.path).removesuffix(".py"),
+                    name=str(getattr(item, "originalname", item.name)),
+                    where=f"{shown_id(item)}: model {self.name}",
+                )
             )
-        except CallError as exc:
-            failure = str(exc)
-        else:
+            for prompt in prompts
+        ]
+        answers = []
+        for pending in pendings:
+            if pending.notice:
+                warnings.warn(
+                    CacheWarning(f"{pending.request.where}: {pending.notice}"), stacklevel=2
+                )
+            try:
+                done = wait(item.config, pending)
+            except CallError as exc:
+                item.stash[RECORD] = self._record(outcome="error", reason=str(exc))
+                pytest.fail(f"{pending.request.where}: no answer: {exc}", pytrace=False)
             self._completions.append(done)
-            return done.text
-        self._item.stash[RECORD] = self._record(outcome="error", reason=failure)
-        pytest.fail(f"model {self.name}: no answer: {failure}", pytrace=False)
+            answers.append(done.text)
+        return answers
 
     def score(
         self,
@@ -113,6 +146,8 @@ class LLM:
             input_tokens=_total([c.input_tokens for c in done]),
             output_tokens=_total([c.output_tokens for c in done]),
             cost=_total([c.cost for c in done]),
+            cached=bool(done) and all(c.cached for c in done),
+            attempts=sum(c.attempts for c in done),
         )
         self._item.stash[RECORD] = record
         if not verdict.passed and evaluation(self._item.config).settings.strict:
@@ -134,6 +169,11 @@ class LLM:
             threshold=evaluation(item.config).settings.threshold,
             **fields,
         )
+
+
+def _messages(prompt: Prompt) -> tuple[Message, ...]:
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    return tuple(Message(t["role"], t["content"]) for t in turns)
 
 
 N = TypeVar("N", int, float)

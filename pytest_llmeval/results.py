@@ -33,6 +33,8 @@ class Record:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost: float | None = None
+    cached: bool = False  # the answer was replayed from the response cache
+    attempts: int = 0  # HTTP attempts made for it (0 when replayed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -326,9 +326,11 @@ def test_xdist_gives_the_same_table_and_gate(
     write_config(pytester, openai_server, ["good", "bad"], 'llmeval_threshold = "0.5"')
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml(cases=cases))
     pytester.makefile(".llmeval.yaml", second=suite_yaml("second"))
-    serial = pytester.runpytest_subprocess()
-    parallel = pytester.runpytest_subprocess("-n", "2")
+    # Both call every model: the second run must not replay the first's recordings.
+    serial = pytester.runpytest_subprocess("--llm-record=all")
+    parallel = pytester.runpytest_subprocess("-n", "2", "--llm-record=all")
     assert "2 workers [30 items]" in parallel.stdout.str()
+    assert openai_server.calls() == 60  # each request once per run, under xdist as well
     assert serial.parseoutcomes() == parallel.parseoutcomes() == {"passed": 15, "missed": 15}
     assert serial.ret == parallel.ret == pytest.ExitCode.TESTS_FAILED
     lines = summary_without_timings(serial.stdout.str())
@@ -348,7 +350,7 @@ def test_xdist_gives_the_same_table_and_gate(
             ),
             "bad response from m1 *: no answer text in*",
         ),
-        (Reply(delay=3), "timed out after 0.5s (0 retries) at m1*"),
+        (Reply(delay=3), "timed out after 0.5s at m1 (http:*)"),
     ],
     ids=["truncated-body", "not-a-completion", "no-message", "content-not-text", "timeout"],
 )

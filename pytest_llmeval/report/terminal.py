@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from pytest_llmeval.engine import PlanRow
 from pytest_llmeval.gate import GateFailure
+from pytest_llmeval.limits import AdaptiveLimit
 from pytest_llmeval.results import Record, Summary
 
 HEADER = (
@@ -52,7 +54,7 @@ def write_summary(
 def _row(s: Summary) -> tuple[str, ...]:
     interval = s.interval
     ci = f"{interval[0]:.1%} to {interval[1]:.1%}" if interval else "-"
-    cost = f"${s.cost:.4f}" if s.cost is not None else "unknown"
+    cost = _dollars(s.cost)
     return (
         s.model, str(len(s.records)), str(s.passes), str(s.misses), str(s.errors),
         _pct(s.accuracy), ci, _pct(s.field_accuracy),
@@ -96,6 +98,67 @@ def _write_gate(tw: Writer, summaries: Sequence[Summary], failures: Sequence[Gat
         )
     else:
         tw.write_line("llmeval: no threshold set (--llm-threshold or a suite's `threshold:`)")
+
+
+def write_engine_notes(
+    tw: Writer, records: Sequence[Record], limits: Mapping[str, AdaptiveLimit], cache: str
+) -> None:
+    """Where the answers came from, what was spent, and how rate limits were met."""
+    answered = [r for r in records if r.cached or r.attempts]
+    if not answered:
+        return
+    replayed = sum(r.cached for r in answered)
+    called = [r for r in answered if not r.cached]
+    parts = [f"{replayed} replayed from {cache}/", f"{len(called)} called"]
+    retried = sum(r.attempts > 1 for r in called)
+    if retried:
+        parts[-1] += f" ({retried} after retries)"
+    costs = [r.cost for r in called]
+    if called:
+        spent = sum(c or 0.0 for c in costs)
+        parts.append(f"spent ${spent:.4f}" + (" + unpriced calls" if None in costs else ""))
+    tw.write_line("llmeval answers: " + ", ".join(parts))
+    for name, limit in limits.items():
+        if limit.rate_limited:
+            lowered = (
+                f"concurrency lowered from {limit.maximum} to {limit.lowest}, "
+                f"{limit.limit} at the end"
+                if limit.lowest < limit.maximum
+                else f"concurrency kept at {limit.maximum}"
+            )
+            tw.write_line(
+                f"llmeval rate limits: {name} answered 429 {limit.rate_limited} times; {lowered}"
+            )
+
+
+def write_plan(tw: Writer, rows: Sequence[PlanRow], max_cost: float | None) -> None:
+    """The dry run's estimate, per model."""
+    tw.write_sep("-", "llmeval dry run: nothing was called")
+    header = ("model", "requests", "recorded", "to call", "~tokens in", "~tokens out", "~cost")
+    costs = [row.cost for row in rows]
+    total = None if None in costs else sum(c or 0.0 for c in costs)
+    if len(rows) > 1:
+        rows = [*rows, PlanRow(
+            "total", sum(r.requests for r in rows), sum(r.recorded for r in rows),
+            sum(r.tokens_in for r in rows), sum(r.tokens_out for r in rows), total,
+        )]  # fmt: skip
+    lines = [
+        (row.model, str(row.requests), str(row.recorded), str(row.to_call),
+         f"{row.tokens_in:,}", f"{row.tokens_out:,}", _dollars(row.cost))
+        for row in rows
+    ]  # fmt: skip
+    _table(tw, [header, *lines])
+    tw.write_line(
+        "~ estimates: 4 characters a token in; out, the expected answer's length or max_tokens."
+        " Recorded answers are replayed and cost nothing."
+    )
+    if max_cost is not None and total is not None:
+        verdict = "within" if total <= max_cost else "OVER"
+        tw.write_line(f"--llm-max-cost ${max_cost:g}: the estimate is {verdict} it")
+
+
+def _dollars(value: float | None) -> str:
+    return f"${value:.4f}" if value is not None else "unknown"
 
 
 def _pct(value: float | None) -> str:

@@ -1,0 +1,343 @@
+"""Every request of the run, concurrently: the response cache, limits, budget and progress.
+
+pytest runs items one after another. The engine runs beside it, in a thread with its own
+event loop: once collection is done, every selected item's request starts (replayed from
+the cache where the record mode allows, otherwise sent through the SDK's async client
+under the global and per-model limits), and each item, when pytest reaches it, waits
+only for its own answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from pytest_llmeval import client
+from pytest_llmeval.budget import Budget, estimate_cost, estimate_tokens
+from pytest_llmeval.cache import ResponseCache
+from pytest_llmeval.client import CallError, Completion, LLMRequest
+from pytest_llmeval.limits import AdaptiveLimit
+from pytest_llmeval.share import RunShare
+
+# How often a waiting item redraws the progress line, and polls for another worker's answer.
+TICK_S = 0.25
+POLL_S = 0.05
+
+
+class _Elsewhere:
+    """The outcome of a request another xdist worker claimed: read from the run share."""
+
+
+ELSEWHERE = _Elsewhere()
+
+
+@dataclass
+class Pending:
+    """A started request: its future answer, and a note about the cache for the item."""
+
+    request: LLMRequest
+    future: Future[Completion | _Elsewhere]
+    notice: str = ""
+
+
+@dataclass
+class ModelProgress:
+    total: int = 0
+    done: int = 0
+    errors: int = 0
+    replayed: int = 0
+    spent: float = 0.0
+
+
+@dataclass
+class PlanRow:
+    """What a dry run says about one model."""
+
+    model: str
+    requests: int = 0
+    recorded: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float | None = 0.0
+
+    @property
+    def to_call(self) -> int:
+        return self.requests - self.recorded
+
+
+@dataclass
+class Engine:
+    cache: ResponseCache
+    mode: str  # none | new | all
+    concurrency: int
+    timeout: float
+    max_retries: int
+    budget: Budget | None = None
+    share: RunShare | None = None
+    progress: dict[str, ModelProgress] = field(default_factory=dict)
+    limits: dict[str, AdaptiveLimit] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _slots: asyncio.Semaphore | None = None
+    _clients: dict[str, openai.AsyncOpenAI] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _claimed: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    # -- the main thread -------------------------------------------------------------------
+
+    def start(self, request: LLMRequest) -> Pending:
+        """Replay the answer from the cache where the mode allows; otherwise send it."""
+        counts = self._progress(request)
+        with self._lock:
+            counts.total += 1
+        notice = ""
+        if self.mode != "all":
+            lookup = self.cache.load(request)
+            shown = lookup.path.as_posix()
+            if lookup.completion is not None:
+                with self._lock:
+                    counts.done += 1
+                    counts.replayed += 1
+                return Pending(request, _resolved(lookup.completion))
+            if lookup.status == "unreadable":
+                notice = f"recorded answer {shown} is unreadable ({lookup.detail})"
+            if self.mode == "none":
+                with self._lock:
+                    counts.done += 1
+                    counts.errors += 1
+                why = {
+                    "absent": f"no recorded answer (looked for {shown})",
+                    "changed": f"the answer recorded in {shown} is for a different request "
+                    "(the prompt, parameters, endpoint or model id changed)",
+                    "unreadable": notice,
+                }[lookup.status]
+                error = CallError(f"{why}; --llm-record=none replays only: record it with "
+                                  "--llm-record=new")  # fmt: skip
+                return Pending(request, _failed(error))
+            if notice:
+                notice += "; recording it again"
+        return Pending(request, self._submit(request), notice)
+
+    def wait(self, pending: Pending, tick: Callable[[], None] | None = None) -> Completion:
+        """The answer (raising CallError when there is none), redrawing progress meanwhile."""
+        outcome = _result(pending.future, tick)
+        while isinstance(outcome, _Elsewhere):
+            assert self.share is not None
+            outcome = self._from_share(pending.request, tick)
+        return outcome
+
+    def _from_share(
+        self, request: LLMRequest, tick: Callable[[], None] | None
+    ) -> Completion | _Elsewhere:
+        assert self.share is not None
+        last_tick = time.monotonic()
+        key = self._item_key(request)
+        while (outcome := self.share.outcome(key)) is None:
+            if not self.share.claimant_alive(key):
+                # The worker that claimed it died without answering: ask here, unshared.
+                return _result(self._submit(request, shared=False), tick)
+            time.sleep(POLL_S)
+            if tick is not None and time.monotonic() - last_tick >= TICK_S:
+                tick()
+                last_tick = time.monotonic()
+        if isinstance(outcome, CallError):
+            raise outcome
+        return outcome
+
+    def plan(self, requests: Iterable[LLMRequest]) -> list[PlanRow]:
+        """Per model: requests, those the cache would answer, estimated tokens and cost."""
+        rows: dict[str, PlanRow] = {}
+        for request in requests:
+            row = rows.setdefault(request.model.name, PlanRow(request.model.name))
+            row.requests += 1
+            if self.mode != "all" and self.cache.load(request).status == "hit":
+                row.recorded += 1
+                continue  # a replayed answer costs nothing
+            tokens_in, tokens_out = estimate_tokens(request)
+            cost = estimate_cost(request)
+            row.tokens_in += tokens_in
+            row.tokens_out += tokens_out
+            row.cost = None if cost is None or row.cost is None else row.cost + cost
+        return list(rows.values())
+
+    def status(self) -> str:
+        """One line: per model done/total, then errors, spend, lowered limits."""
+        with self._lock:
+            counts = dict(self.progress)
+            parts = [f"{name} {c.done}/{c.total}" for name, c in counts.items()]
+            errors = sum(c.errors for c in counts.values())
+            spent = sum(c.spent for c in counts.values())
+        if errors:
+            parts.append(f"{errors} errors")
+        if spent:
+            parts.append(f"${spent:.4f}")
+        parts += [
+            f"{name} 429s: {limit.limit} in flight"
+            for name, limit in self.limits.items()
+            if limit.limit < limit.maximum
+        ]
+        return " · ".join(parts)
+
+    def close(self) -> None:
+        """Stop: requests this worker claimed finish (others wait on them); the rest are
+        cancelled. Idempotent."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+        self._loop = self._thread = None
+
+    # -- the engine's thread ---------------------------------------------------------------
+
+    def _submit(self, request: LLMRequest, *, shared: bool = True) -> Future[Any]:
+        loop = self._ensure_loop()
+        return asyncio.run_coroutine_threadsafe(self._run(request, shared=shared), loop)
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def serve() -> None:
+                asyncio.set_event_loop(loop)
+                self._slots = asyncio.Semaphore(self.concurrency)
+                ready.set()
+                loop.run_forever()
+
+            # A daemon: an interrupted run must be able to exit whatever is in flight.
+            self._thread = threading.Thread(target=serve, name="llmeval-engine", daemon=True)
+            self._thread.start()
+            ready.wait()
+            self._loop = loop
+        return self._loop
+
+    async def _run(self, request: LLMRequest, *, shared: bool) -> Completion | _Elsewhere:
+        task = asyncio.current_task()
+        assert task is not None
+        assert self._slots is not None
+        self._tasks.add(task)
+        counts = self._progress(request)
+        try:
+            async with self._limit(request), self._slots:
+                share = self.share if shared else None
+                if share is not None:
+                    if not share.claim(self._item_key(request)):
+                        return ELSEWHERE
+                    self._claimed.add(task)
+                try:
+                    completion = await self._send(request, counts)
+                except CallError as exc:
+                    if share is not None:
+                        share.publish(self._item_key(request), exc)
+                    raise
+            self.cache.store(request, completion)
+            if share is not None:
+                share.publish(self._item_key(request), completion)
+            return completion
+        finally:
+            self._tasks.discard(task)
+            self._claimed.discard(task)
+
+    async def _send(self, request: LLMRequest, counts: ModelProgress) -> Completion:
+        estimate = 0.0
+        if self.budget is not None:
+            estimate = estimate_cost(request) or 0.0
+            if not self.budget.reserve(estimate):
+                with self._lock:
+                    counts.done += 1
+                    counts.errors += 1
+                raise CallError(
+                    f"not sent: it would take the spend past --llm-max-cost="
+                    f"${self.budget.limit:g} (spent ${self.budget.spent:.4f} so far)"
+                )
+        try:
+            completion = await client.call(self._client(request), request)
+        except CallError:
+            if self.budget is not None:
+                self.budget.settle(estimate, 0.0)
+            with self._lock:
+                counts.done += 1
+                counts.errors += 1
+            raise
+        if self.budget is not None:
+            self.budget.settle(estimate, completion.cost)
+        with self._lock:
+            counts.done += 1
+            counts.spent += completion.cost or 0.0
+        return completion
+
+    def _item_key(self, request: LLMRequest) -> str:
+        """Shared per item, not per request text: two cases that send the same messages are
+        two requests, in one process or many (at temperature > 0 two samples)."""
+        place = self.cache.path(request).relative_to(self.cache.root).as_posix()
+        return hashlib.sha256(f"{place}\0{request.key}".encode()).hexdigest()
+
+    def _client(self, request: LLMRequest) -> openai.AsyncOpenAI:
+        model = request.model
+        if model.name not in self._clients:
+            limit = self._limit(request)
+
+            async def on_response(response: Any) -> None:
+                await limit.observe(response.status_code, response.headers)
+
+            self._clients[model.name] = client.async_client(
+                model, timeout=self.timeout, max_retries=self.max_retries, on_response=on_response
+            )
+        return self._clients[model.name]
+
+    def _limit(self, request: LLMRequest) -> AdaptiveLimit:
+        name = request.model.name
+        if name not in self.limits:
+            self.limits[name] = AdaptiveLimit(request.model.concurrency or self.concurrency)
+        return self.limits[name]
+
+    def _progress(self, request: LLMRequest) -> ModelProgress:
+        with self._lock:
+            return self.progress.setdefault(request.model.name, ModelProgress())
+
+    async def _shutdown(self) -> None:
+        if self._claimed:
+            # Other workers may be waiting for these answers.
+            await asyncio.wait(set(self._claimed))
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for sdk in self._clients.values():
+            await sdk.close()
+
+
+def _resolved(completion: Completion) -> Future[Completion | _Elsewhere]:
+    future: Future[Completion | _Elsewhere] = Future()
+    future.set_result(completion)
+    return future
+
+
+def _failed(error: CallError) -> Future[Completion | _Elsewhere]:
+    future: Future[Completion | _Elsewhere] = Future()
+    future.set_exception(error)
+    return future
+
+
+def _result(
+    future: Future[Completion | _Elsewhere], tick: Callable[[], None] | None
+) -> Completion | _Elsewhere:
+    if tick is None:
+        return future.result()
+    while True:
+        try:
+            return future.result(timeout=TICK_S)
+        except TimeoutError:
+            tick()

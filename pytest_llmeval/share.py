@@ -1,0 +1,64 @@
+"""xdist workers sharing one run's requests: each is claimed by one worker, which publishes
+its outcome for the others.
+
+Every worker collects every item but runs only those xdist hands it, a few at a time, so
+none knows in advance which answers it will need. Each worker therefore works through all
+requests; the first to claim one (an exclusive file create) sends it, and a worker that
+needs an answer another claimed reads the outcome file the claimant writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pytest_llmeval.cache import write_atomically
+from pytest_llmeval.client import CallError, Completion
+
+
+class RunShare:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def claim(self, key: str) -> bool:
+        """True for exactly one process per key and run."""
+        try:
+            fd = os.open(self.directory / f"{key}.claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as file:
+            file.write(str(os.getpid()))
+        return True
+
+    def publish(self, key: str, outcome: Completion | CallError) -> None:
+        payload: dict[str, Any] = (
+            {"error": str(outcome)}
+            if isinstance(outcome, CallError)
+            else {"completion": asdict(outcome)}
+        )
+        write_atomically(self.directory / f"{key}.done", json.dumps(payload))
+
+    def outcome(self, key: str) -> Completion | CallError | None:
+        """The published outcome, or None while there is none yet."""
+        try:
+            payload = json.loads((self.directory / f"{key}.done").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        if "error" in payload:
+            return CallError(payload["error"])
+        return Completion(**payload["completion"])
+
+    def claimant_alive(self, key: str) -> bool:
+        """False when the process that claimed the key has gone without publishing."""
+        try:
+            pid = int((self.directory / f"{key}.claim").read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except (OSError, ValueError):
+            # Unreadable (a claim being written) or not ours to signal: assume alive.
+            return True
+        return True
