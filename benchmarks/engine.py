@@ -88,6 +88,7 @@ class Run:
     wall_s: float
     peak_mb: float | None  # None when the child died before reporting it
     requests: int  # chat completions the server received during the run
+    most_in_flight: int  # the most it was answering at once, over all models
     output_tail: str
 
     @property
@@ -233,6 +234,7 @@ def run_pytest(
         wall_s=wall,
         peak_mb=int(peak_file.read_text()) / 1024 if peak_file.exists() else None,
         requests=server.calls(),
+        most_in_flight=server.max_in_flight(),
         output_tail="\n".join(output.splitlines()[-15:]),
     )
     print(f" {wall:.2f} s, {run.summary}")
@@ -364,12 +366,14 @@ def megabytes(value: float | None) -> str:
 
 
 def print_runs(runs: dict[str, Run]) -> None:
-    print(f"\n{'run':<22}{'items':>7}{'wall s':>9}{'peak MB':>9}{'requests':>10}  summary")
+    header = f"{'run':<22}{'items':>7}{'wall s':>9}{'peak MB':>9}{'requests':>10}{'in flight':>11}"
+    print(f"\n{header}  summary")
     for run in runs.values():
         peak = "?" if run.peak_mb is None else f"{run.peak_mb:.0f}"
+        wrong = "" if run.correct else "  <- WRONG"
         print(
             f"{run.label:<22}{run.expected_passed:>7}{run.wall_s:>9.2f}{peak:>9}"
-            f"{run.requests:>10}  {run.summary}{'' if run.correct else '  <- WRONG'}"
+            f"{run.requests:>10}{run.most_in_flight:>11}  {run.summary}{wrong}"
         )
     for run in runs.values():
         if not run.correct:

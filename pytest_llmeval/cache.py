@@ -36,8 +36,12 @@ class Lookup:
 
 
 class ResponseCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, label: str) -> None:
         self.root = root
+        self.label = label  # the root as the person running pytest names it
+
+    def shown(self, path: Path) -> str:
+        return f"{self.label}/{path.relative_to(self.root).as_posix()}"
 
     def path(self, request: LLMRequest) -> Path:
         stem = f"{_safe(request.name)}.{_safe(request.model.name)}"

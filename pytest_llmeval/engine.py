@@ -102,7 +102,7 @@ class Engine:
         notice = ""
         if self.mode != "all":
             lookup = self.cache.load(request)
-            shown = lookup.path.as_posix()
+            shown = self.cache.shown(lookup.path)
             if lookup.completion is not None:
                 with self._lock:
                     counts.done += 1

@@ -15,6 +15,7 @@ from pytest_llmeval.client import sync_client
 from pytest_llmeval.engine import Engine, PlanRow
 from pytest_llmeval.gate import GateFailure, evaluate
 from pytest_llmeval.limits import AdaptiveLimit
+from pytest_llmeval.locations import relpath
 from pytest_llmeval.models import ModelSpec, load_model_table, resolve_models
 from pytest_llmeval.options import Settings
 from pytest_llmeval.results import Record, Summary, summarize
@@ -26,14 +27,14 @@ class Evaluation:
         self,
         settings: Settings,
         models: dict[str, ModelSpec],
-        cache_dir: Path,
+        cache: ResponseCache,
         *,
         share: RunShare | None = None,
         workers: int = 1,
     ) -> None:
         self.settings = settings
         self.models = models
-        self.cache_dir = cache_dir
+        self.cache = cache
         self.share = share  # on an xdist worker: the run's requests shared with the others
         self.workers = workers
         self.records: list[Record] = []
@@ -45,7 +46,8 @@ class Evaluation:
 
     @classmethod
     def from_config(cls, config: pytest.Config, settings: Settings) -> Evaluation:
-        cache_dir = config.rootpath / settings.cache_dir
+        root = config.rootpath / settings.cache_dir
+        cache = ResponseCache(root, relpath(config, root))
         workerinput = getattr(config, "workerinput", {})
         share = (
             RunShare(Path(workerinput["llmeval_share"])) if "llmeval_share" in workerinput else None
@@ -55,7 +57,7 @@ class Evaluation:
         if settings.models:
             table = load_model_table(config_file(config))
             models = {spec.name: spec for spec in resolve_models(list(settings.models), table)}
-        return cls(settings, models, cache_dir, share=share, workers=workers)
+        return cls(settings, models, cache, share=share, workers=workers)
 
     @property
     def engine(self) -> Engine:
@@ -66,7 +68,7 @@ class Evaluation:
             if settings.max_cost is not None:
                 budget = Budget(settings.max_cost / self.workers)
             self._engine = Engine(
-                cache=ResponseCache(self.cache_dir),
+                cache=self.cache,
                 mode=settings.record,
                 concurrency=max(1, math.ceil(settings.concurrency / self.workers)),
                 timeout=settings.timeout,

@@ -19,7 +19,7 @@ from pytest_llmeval.python_api import LLM
 from pytest_llmeval.report.progress import ProgressLine
 from pytest_llmeval.report.terminal import write_engine_notes, write_plan, write_summary
 from pytest_llmeval.results import Record
-from pytest_llmeval.state import EVALUATION, PROGRESS, RECORD, evaluation, relpath
+from pytest_llmeval.state import EVALUATION, PROGRESS, RECORD, SHARE_DIR, evaluation
 
 # Named after the plugin, not `llm`: projects often have an `llm` fixture of their own.
 FIXTURE = "llmeval"
@@ -35,8 +35,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[EVALUATION] = Evaluation.from_config(config, settings)
     except ConfigError as exc:
         raise pytest.UsageError(f"llmeval: {exc}") from None
-    if settings.dry_run and config.pluginmanager.has_plugin("dsession"):
-        raise pytest.UsageError("llmeval: --llm-dry-run runs in one process; drop -n")
     config.pluginmanager.register(ResultsCollector(config), "llmeval-results")
 
 
@@ -71,6 +69,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         and not session.config.option.collectonly
     ):
         ev = evaluation(session.config)
+        if ev.settings.dry_run:
+            raise pytest.UsageError("llmeval: --llm-dry-run runs in one process; drop -n")
+        ev.check_prices(ev.models)
         ev.check_keys(ev.models)
 
 
@@ -114,9 +115,6 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
 def pytest_configure_node(node: Any) -> None:
     """xdist controller: every worker gets the directory where they share requests."""
     node.workerinput["llmeval_share"] = str(_share_dir(node.config))
-
-
-SHARE_DIR = pytest.StashKey[Path]()
 
 
 def _share_dir(config: pytest.Config) -> Path:
@@ -181,5 +179,4 @@ class ResultsCollector:
         if ev.records:
             shown = None if self.config.get_verbosity() > 0 else ev.settings.misses_shown
             write_summary(terminalreporter, ev.summaries(), ev.failures, misses_shown=shown)
-            cache = relpath(self.config, ev.cache_dir)
-            write_engine_notes(terminalreporter, ev.records, ev.rate_limits(), cache)
+            write_engine_notes(terminalreporter, ev.records, ev.rate_limits(), ev.cache.label)

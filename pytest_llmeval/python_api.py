@@ -12,11 +12,12 @@ import pytest
 
 from pytest_llmeval.cases import Message, ResponseFormat, Scoring
 from pytest_llmeval.client import CallError, Completion, LLMRequest
+from pytest_llmeval.locations import relpath, shown_id
 from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.terminal import miss_text
 from pytest_llmeval.results import Record
 from pytest_llmeval.scoring import Verdict, structural
-from pytest_llmeval.state import RECORD, CacheWarning, evaluation, relpath, shown_id, wait
+from pytest_llmeval.state import RECORD, CacheWarning, evaluation, wait
 
 Prompt = str | Sequence[dict[str, str]]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,8 @@ EVALUATION = pytest.StashKey[Evaluation]()
 # its test report, which is how it reaches the xdist controller.
 RECORD = pytest.StashKey[Record]()
 PROGRESS = pytest.StashKey[ProgressLine]()
+# On the xdist controller: the directory where workers share the run's requests.
+SHARE_DIR = pytest.StashKey[Path]()
 
 
 class CacheWarning(UserWarning):
@@ -37,15 +38,3 @@ def wait(config: pytest.Config, pending: Pending) -> Completion:
         return evaluation(config).engine.wait(pending, progress.tick)
     finally:
         progress.clear()
-
-
-def relpath(config: pytest.Config, path: Path) -> str:
-    """A path as the person who ran pytest can use it: relative to where pytest was started."""
-    return Path(os.path.relpath(path, config.invocation_params.dir)).as_posix()
-
-
-def shown_id(item: pytest.Item) -> str:
-    """The item's node id with its path relative to where pytest was started, so it can be
-    pasted back onto the command line (pytest's own node ids are relative to the rootdir)."""
-    _, _, rest = item.nodeid.partition("::")
-    return f"{relpath(item.config, item.path)}::{rest}"

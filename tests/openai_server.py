@@ -369,6 +369,9 @@ class OpenAIServer:
         self._fallback: Handler | None = None
         self._requests: list[Request] = []
         self._handler_errors: list[Exception] = []
+        # Chat completions being answered right now (delays included), and the most at once.
+        self._in_flight: dict[str, int] = {}
+        self._max_in_flight: dict[str, int] = {}
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -477,11 +480,25 @@ class OpenAIServer:
                 and (model is None or r.model == model)
             )
 
+    def in_flight(self, model: str | None = None) -> int:
+        """Chat-completion requests being answered now, for ``model`` or for all models."""
+        with self._lock:
+            if model is None:
+                return sum(self._in_flight.values())
+            return self._in_flight.get(model, 0)
+
+    def max_in_flight(self, model: str | None = None) -> int:
+        """The most chat-completion requests answered at once, for ``model`` (or for all
+        models, counted together)."""
+        with self._lock:
+            return self._max_in_flight.get(model or "", 0)
+
     def clear_requests(self) -> None:
         """Forget recorded requests and handler errors (scripts are kept)."""
         with self._lock:
             self._requests.clear()
             self._handler_errors.clear()
+            self._max_in_flight.clear()
 
     # -- serving (called from handler threads) -----------------------------------------------
 
@@ -523,6 +540,21 @@ class OpenAIServer:
             handler = self._scripts.get(request.model, self._fallback)
         if handler is None:
             return _model_not_found(request.model)
+        self._count_in_flight(request.model, +1)
+        try:
+            return self._scripted(handler, request, stopping)
+        finally:
+            self._count_in_flight(request.model, -1)
+
+    def _count_in_flight(self, model: str, change: int) -> None:
+        with self._lock:
+            self._in_flight[model] = self._in_flight.get(model, 0) + change
+            for key, value in ((model, self._in_flight[model]), ("", sum(self._in_flight.values()))):
+                self._max_in_flight[key] = max(self._max_in_flight.get(key, 0), value)
+
+    def _scripted(
+        self, handler: Handler, request: Request, stopping: threading.Event
+    ) -> _Response | None:
         try:
             reply = _to_reply(handler(request))
         except Exception as exc:

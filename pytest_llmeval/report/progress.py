@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 import pytest
@@ -19,6 +20,7 @@ class ProgressLine:
     def __init__(self, config: pytest.Config, status: Callable[[], str]) -> None:
         self._status = status
         self._drawn = False
+        self._capture = config.pluginmanager.get_plugin("capturemanager")
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         self._writer = None
         self._file: TextIO | None = None
@@ -40,12 +42,26 @@ class ProgressLine:
         text = f"  [llmeval {self._status()}]"
         if room < MIN_ROOM:
             return
-        self._file.write((RESTORE_AND_ERASE if self._drawn else SAVE) + text[:room])
-        self._file.flush()
+        self._write((RESTORE_AND_ERASE if self._drawn else SAVE) + text[:room])
         self._drawn = True
 
     def clear(self) -> None:
-        if self._drawn and self._file is not None:
-            self._file.write(RESTORE_AND_ERASE)
-            self._file.flush()
+        if self._drawn:
+            self._write(RESTORE_AND_ERASE)
             self._drawn = False
+
+    def _write(self, text: str) -> None:
+        assert self._file is not None
+        with self._uncaptured():
+            self._file.write(text)
+            self._file.flush()
+
+    @contextlib.contextmanager
+    def _uncaptured(self) -> Iterator[None]:
+        """Items wait in setup, while pytest captures output (terminal included): draw
+        outside it, as pytest's live logging does."""
+        if self._capture is None:
+            yield
+        else:
+            with self._capture.global_and_fixture_disabled():
+                yield

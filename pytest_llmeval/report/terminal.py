@@ -113,10 +113,12 @@ def write_engine_notes(
     retried = sum(r.attempts > 1 for r in called)
     if retried:
         parts[-1] += f" ({retried} after retries)"
-    costs = [r.cost for r in called]
-    if called:
-        spent = sum(c or 0.0 for c in costs)
-        parts.append(f"spent ${spent:.4f}" + (" + unpriced calls" if None in costs else ""))
+    priced = [r.cost for r in called if r.cost is not None]
+    if priced:
+        unpriced = " + calls of unknown price" if len(priced) < len(called) else ""
+        parts.append(f"spent ${sum(priced):.4f}{unpriced}")
+    elif called:
+        parts.append("spend unknown (no price)")
     tw.write_line("llmeval answers: " + ", ".join(parts))
     for name, limit in limits.items():
         if limit.rate_limited:
