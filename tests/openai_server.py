@@ -549,7 +549,10 @@ class OpenAIServer:
     def _count_in_flight(self, model: str, change: int) -> None:
         with self._lock:
             self._in_flight[model] = self._in_flight.get(model, 0) + change
-            for key, value in ((model, self._in_flight[model]), ("", sum(self._in_flight.values()))):
+            for key, value in (
+                (model, self._in_flight[model]),
+                ("", sum(self._in_flight.values())),
+            ):
                 self._max_in_flight[key] = max(self._max_in_flight.get(key, 0), value)
 
     def _scripted(

@@ -81,7 +81,9 @@ def test_all_calls_everything_again(pytester: pytest.Pytester, openai_server: Op
     rerun = pytester.runpytest("--llm-record=all")
     assert rerun.parseoutcomes() == {"missed": 3}
     assert openai_server.calls() == 6
-    assert json.loads(json.loads(entry(pytester, "kettle").read_text())["answer"])["star_rating"] == 1
+    assert (
+        json.loads(json.loads(entry(pytester, "kettle").read_text())["answer"])["star_rating"] == 1
+    )
 
 
 def test_none_replays_and_names_what_is_not_recorded(
@@ -194,7 +196,9 @@ def test_an_unreadable_entry_is_named_and_recorded_again(
 
     offline = pytester.runpytest("--llm-record=none")
     offline.assert_outcomes(passed=2, errors=1)
-    offline.stdout.fnmatch_lines([f"{KETTLE}: no answer: recorded answer *kettle.m1.json is unreadable (*"])
+    offline.stdout.fnmatch_lines(
+        [f"{KETTLE}: no answer: recorded answer *kettle.m1.json is unreadable (*"]
+    )
     assert "Traceback" not in offline.stdout.str()
 
     healed = pytester.runpytest()
@@ -320,7 +324,9 @@ def test_429_and_500_are_retried(pytester: pytest.Pytester, openai_server: OpenA
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
     result = pytester.runpytest("-k", "kettle")
     result.assert_outcomes(passed=1, deselected=2)
-    result.stdout.fnmatch_lines(["llmeval answers: 0 replayed from llmeval-cache/, 1 called (1 after retries)*"])
+    result.stdout.fnmatch_lines(
+        ["llmeval answers: 0 replayed from llmeval-cache/, 1 called (1 after retries)*"]
+    )
     assert openai_server.calls() == 3
     retries = [r.headers.get("x-stainless-retry-count") for r in openai_server.requests]
     assert retries == ["0", "1", "2"]
@@ -348,7 +354,9 @@ def test_a_timeout_is_retried(pytester: pytest.Pytester, openai_server: OpenAISe
 def test_giving_up_after_the_retries_is_an_error_for_that_item_only(
     pytester: pytest.Pytester, openai_server: OpenAIServer, reply: Reply, message: str
 ) -> None:
-    openai_server.on("m1", lambda r: reply if "kettle" in r.last_user_content.lower() else oracle(r))
+    openai_server.on(
+        "m1", lambda r: reply if "kettle" in r.last_user_content.lower() else oracle(r)
+    )
     ini = 'llmeval_max_retries = "2"\nllmeval_timeout = "0.3"'
     write_config(pytester, openai_server, ["m1"], ini)
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
@@ -453,7 +461,9 @@ def test_dry_run_counts_and_estimates_and_calls_nothing(
     assert "llmeval answers" not in result.stdout.str()
 
 
-def test_dry_run_runs_in_one_process(pytester: pytest.Pytester, openai_server: OpenAIServer) -> None:
+def test_dry_run_runs_in_one_process(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
     write_config(pytester, openai_server, ["m1"])
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
     result = pytester.runpytest_subprocess("--llm-dry-run", "-n", "2")
@@ -523,11 +533,13 @@ def test_a_terminal_shows_the_engine_progress_and_erases_it(
     assert re.search(r"\x1b7  \[llmeval m1 \d/4\]", shown), shown
     # Every drawing is erased again before pytest goes on.
     drawn = re.findall(r"\x1b7|\x1b8\x1b\[K", shown)
-    assert drawn[0] == "\x1b7" and drawn[-1] == "\x1b8\x1b[K"
+    assert drawn[0] == "\x1b7"
+    assert drawn[-1] == "\x1b8\x1b[K"
     cleaned = re.sub(r"\x1b7.*?(?=\x1b8)|\x1b8\x1b\[K", "", shown, flags=re.S)
     cleaned = re.sub(r"\x1b\[[0-9;]*m", "", cleaned)
     assert re.search(r"reviews\.llmeval\.yaml \.\.\.\. +\[100%\]", cleaned), cleaned
     quiet = run_on_a_terminal(pytester.path, "--llm-record=all", "-q")
-    assert "\x1b7" not in quiet and "4 passed" in quiet
+    assert "\x1b7" not in quiet
+    assert "4 passed" in quiet
     not_a_terminal = pytester.runpytest("--llm-record=all")
     assert "\x1b7" not in not_a_terminal.stdout.str()
