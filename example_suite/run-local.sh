@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The example suite against Gemma 3 270M, served by llama.cpp on 127.0.0.1:8080.
+# The example suite against the live Gemma 3 270M, served by llama.cpp on 127.0.0.1:8080,
+# re-recording its answers in example_suite/llmeval-cache/ (review them with git diff).
 # Installs what it needs (first run: builds llama.cpp, about 5 minutes), starts the
 # server, runs the suite, stops the server. Extra arguments go to pytest.
 set -euo pipefail
@@ -24,4 +25,4 @@ if ! python3 example_suite/local_model.py wait --port 8080 --timeout 180; then
     cat "$log" >&2
     exit 1
 fi
-python3 -m pytest example_suite "$@"
+python3 -m pytest example_suite --llm-record=all "$@"

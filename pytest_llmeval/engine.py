@@ -182,7 +182,7 @@ class Engine:
             parts.append(f"${spent:.4f}")
         parts += [
             f"{name} 429s: {limit.limit} in flight"
-            for name, limit in self.limits.items()
+            for name, limit in list(self.limits.items())
             if limit.limit < limit.maximum
         ]
         return " · ".join(parts)
@@ -290,7 +290,7 @@ class Engine:
             limit = self._limit(request)
 
             async def on_response(response: Any) -> None:
-                await limit.observe(response.status_code, response.headers)
+                limit.observe(response.status_code, response.headers)
 
             self._clients[model.name] = client.async_client(
                 model, timeout=self.timeout, max_retries=self.max_retries, on_response=on_response

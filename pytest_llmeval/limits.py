@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 from collections import deque
@@ -38,23 +37,26 @@ class AdaptiveLimit:
         self._clock = clock
         self._recent: deque[bool] = deque(maxlen=WINDOW)
         self._since_change = 0
-        self._changed: asyncio.Condition | None = None
-
-    @property
-    def _condition(self) -> asyncio.Condition:
-        if self._changed is None:  # created in the event loop that uses it
-            self._changed = asyncio.Condition()
-        return self._changed
+        # Requests waiting for a place, first come first served. Each is woken only when
+        # there is a place for it: thousands may wait, and waking them all at every
+        # release would cost thousands of wake-ups each time.
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> None:
-        async with self._condition:
-            while True:
-                wait = self.paused_until - self._clock()
-                if self.in_flight < self.limit and wait <= 0:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._condition.wait(), wait if wait > 0 else None)
+        if not self._waiting and self._has_room():
             self.in_flight += 1
+            return
+        place = asyncio.get_running_loop().create_future()
+        self._waiting.append(place)
+        self._wake()  # a pause may be all that holds it: start the timer
+        try:
+            await place
+        except asyncio.CancelledError:
+            if place.done() and not place.cancelled():  # given a place, then cancelled
+                self.in_flight -= 1
+                self._wake()
+            raise
 
     async def __aexit__(
         self,
@@ -62,18 +64,34 @@ class AdaptiveLimit:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        async with self._condition:
-            self.in_flight -= 1
-            self._condition.notify_all()
+        self.in_flight -= 1
+        self._wake()
 
-    async def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Take one HTTP response of this model into account."""
-        if self.record(status, headers):
-            async with self._condition:
-                self._condition.notify_all()
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        """Take one HTTP response of this model into account (in the event loop)."""
+        self.record(status, headers)
+        self._wake()
 
-    def record(self, status: int, headers: Mapping[str, str]) -> bool:
-        """Update the cap from a response; True when waiting requests may now start."""
+    def _has_room(self) -> bool:
+        return self.in_flight < self.limit and self._clock() >= self.paused_until
+
+    def _wake(self) -> None:
+        """Give free places to waiting requests, in order; during a pause, come back after."""
+        while self._waiting and self._has_room():
+            place = self._waiting.popleft()
+            if not place.done():  # not cancelled while it waited
+                self.in_flight += 1
+                place.set_result(None)
+        pause = self.paused_until - self._clock()
+        if self._waiting and pause > 0 and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(pause, self._resume)
+
+    def _resume(self) -> None:
+        self._timer = None
+        self._wake()
+
+    def record(self, status: int, headers: Mapping[str, str]) -> None:
+        """Update the cap from a response."""
         limited = status == 429
         self.rate_limited += limited
         pause = _reset_pause(headers)
@@ -82,19 +100,16 @@ class AdaptiveLimit:
         self._recent.append(limited)
         self._since_change += 1
         if self._since_change < WINDOW:
-            return False
+            return
         share = sum(self._recent) / len(self._recent)
         if share >= LOWER_AT and self.limit > 1:
             self.limit = max(1, self.limit // 2)
             self.lowest = min(self.lowest, self.limit)
             self._since_change = 0
             self._recent.clear()
-            return False
-        if share <= RAISE_AT and self.limit < self.maximum:
+        elif share <= RAISE_AT and self.limit < self.maximum:
             self.limit += 1
             self._since_change = 0
-            return True
-        return False
 
 
 def _reset_pause(headers: Mapping[str, str]) -> float:

@@ -7,6 +7,7 @@ Skipped with a reason where llama-cpp-python or the model package is missing; in
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import socket
@@ -84,7 +85,8 @@ def test_example_cases_against_gemma_are_answered_scored_tabled_and_gated(
     suite = EXAMPLE / "product_reviews.llmeval.yaml"
     (pytester.path / suite.name).write_text(suite.read_text())
     selection = " or ".join(CASES)
-    result = pytester.runpytest("-v", "-k", selection, "--llm-threshold=0.5")
+    # The example replays its recordings by default; this run asks the live model.
+    result = pytester.runpytest("-v", "-k", selection, "--llm-threshold=0.5", "--llm-record=all")
     out = result.stdout.str()
     outcomes = result.parseoutcomes()
     # Every case got an answer (no errors) and every answer parsed as JSON.
@@ -109,3 +111,13 @@ def test_example_cases_against_gemma_are_answered_scored_tabled_and_gated(
     else:
         assert "llmeval gate FAILED: product-reviews / local-gemma" in out
         assert result.ret == pytest.ExitCode.TESTS_FAILED
+    # The committed recordings that the README's main command replays are this model's
+    # answers: at temperature 0 the live model answers the same again.
+    for case in CASES:
+        live = json.loads((pytester.path / "llmeval-cache" / "product-reviews"
+                           / f"{case}.local-gemma.json").read_text())  # fmt: skip
+        recorded = json.loads(
+            (EXAMPLE / "llmeval-cache" / "product-reviews" / f"{case}.local-gemma.json").read_text()
+        )
+        assert live["answer"] == recorded["answer"], case
+        assert live["input_tokens"] == recorded["input_tokens"], case
