@@ -10,12 +10,13 @@ only for its own answer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -49,12 +50,30 @@ class Pending:
 
 
 @dataclass
-class ModelProgress:
+class Counts:
     total: int = 0
     done: int = 0
     errors: int = 0
     replayed: int = 0
     spent: float = 0.0
+
+
+class Progress:
+    """Per model counts, updated from both threads, read by the progress line."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[str, Counts] = {}
+
+    def add(self, model: str, **changes: float) -> None:
+        with self._lock:
+            counts = self._models.setdefault(model, Counts())
+            for name, change in changes.items():
+                setattr(counts, name, getattr(counts, name) + change)
+
+    def snapshot(self) -> dict[str, Counts]:
+        with self._lock:
+            return {name: dataclasses.replace(c) for name, c in self._models.items()}
 
 
 @dataclass
@@ -73,47 +92,51 @@ class PlanRow:
         return self.requests - self.recorded
 
 
-@dataclass
 class Engine:
-    cache: ResponseCache
-    mode: str  # none | new | all
-    concurrency: int
-    timeout: float
-    max_retries: int
-    budget: Budget | None = None
-    share: RunShare | None = None
-    progress: dict[str, ModelProgress] = field(default_factory=dict)
-    limits: dict[str, AdaptiveLimit] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-    _slots: asyncio.Semaphore | None = None
-    _clients: dict[str, openai.AsyncOpenAI] = field(default_factory=dict)
-    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    _claimed: set[asyncio.Task[Any]] = field(default_factory=set)
+    def __init__(
+        self,
+        cache: ResponseCache,
+        *,
+        mode: str,  # none | new | all
+        concurrency: int,
+        timeout: float,
+        max_retries: int,
+        budget: Budget | None = None,
+        share: RunShare | None = None,
+    ) -> None:
+        self.cache = cache
+        self.mode = mode
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.budget = budget
+        self.share = share
+        self.progress = Progress()
+        self.limits: dict[str, AdaptiveLimit] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._clients: dict[str, openai.AsyncOpenAI] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._claimed: set[asyncio.Task[Any]] = set()
 
     # -- the main thread -------------------------------------------------------------------
 
     def start(self, request: LLMRequest) -> Pending:
         """Replay the answer from the cache where the mode allows; otherwise send it."""
-        counts = self._progress(request)
-        with self._lock:
-            counts.total += 1
+        model = request.model.name
+        self.progress.add(model, total=1)
         notice = ""
         if self.mode != "all":
             lookup = self.cache.load(request)
             shown = self.cache.shown(lookup.path)
             if lookup.completion is not None:
-                with self._lock:
-                    counts.done += 1
-                    counts.replayed += 1
+                self.progress.add(model, done=1, replayed=1)
                 return Pending(request, _resolved(lookup.completion))
             if lookup.status == "unreadable":
                 notice = f"recorded answer {shown} is unreadable ({lookup.detail})"
             if self.mode == "none":
-                with self._lock:
-                    counts.done += 1
-                    counts.errors += 1
+                self.progress.add(model, done=1, errors=1)
                 why = {
                     "absent": f"no recorded answer (looked for {shown})",
                     "changed": f"the answer recorded in {shown} is for a different request "
@@ -171,11 +194,10 @@ class Engine:
 
     def status(self) -> str:
         """One line: per model done/total, then errors, spend, lowered limits."""
-        with self._lock:
-            counts = dict(self.progress)
-            parts = [f"{name} {c.done}/{c.total}" for name, c in counts.items()]
-            errors = sum(c.errors for c in counts.values())
-            spent = sum(c.spent for c in counts.values())
+        counts = self.progress.snapshot()
+        parts = [f"{name} {c.done}/{c.total}" for name, c in counts.items()]
+        errors = sum(c.errors for c in counts.values())
+        spent = sum(c.spent for c in counts.values())
         if errors:
             parts.append(f"{errors} errors")
         if spent:
@@ -228,7 +250,6 @@ class Engine:
         assert task is not None
         assert self._slots is not None
         self._tasks.add(task)
-        counts = self._progress(request)
         try:
             async with self._limit(request), self._slots:
                 share = self.share if shared else None
@@ -237,7 +258,7 @@ class Engine:
                         return ELSEWHERE
                     self._claimed.add(task)
                 try:
-                    completion = await self._send(request, counts)
+                    completion = await self._send(request)
                 except CallError as exc:
                     if share is not None:
                         share.publish(self._item_key(request), exc)
@@ -250,14 +271,13 @@ class Engine:
             self._tasks.discard(task)
             self._claimed.discard(task)
 
-    async def _send(self, request: LLMRequest, counts: ModelProgress) -> Completion:
+    async def _send(self, request: LLMRequest) -> Completion:
+        model = request.model.name
         estimate = 0.0
         if self.budget is not None:
             estimate = estimate_cost(request) or 0.0
             if not self.budget.reserve(estimate):
-                with self._lock:
-                    counts.done += 1
-                    counts.errors += 1
+                self.progress.add(model, done=1, errors=1)
                 raise CallError(
                     f"not sent: it would take the spend past --llm-max-cost="
                     f"${self.budget.limit:g} (spent ${self.budget.spent:.4f} so far)"
@@ -266,16 +286,12 @@ class Engine:
             completion = await client.call(self._client(request), request)
         except CallError:
             if self.budget is not None:
-                self.budget.settle(estimate, 0.0)
-            with self._lock:
-                counts.done += 1
-                counts.errors += 1
+                self.budget.settle(estimate, 0.0)  # a failed request is not billed
+            self.progress.add(model, done=1, errors=1)
             raise
         if self.budget is not None:
             self.budget.settle(estimate, completion.cost)
-        with self._lock:
-            counts.done += 1
-            counts.spent += completion.cost or 0.0
+        self.progress.add(model, done=1, spent=completion.cost or 0.0)
         return completion
 
     def _item_key(self, request: LLMRequest) -> str:
@@ -302,10 +318,6 @@ class Engine:
         if name not in self.limits:
             self.limits[name] = AdaptiveLimit(request.model.concurrency or self.concurrency)
         return self.limits[name]
-
-    def _progress(self, request: LLMRequest) -> ModelProgress:
-        with self._lock:
-            return self.progress.setdefault(request.model.name, ModelProgress())
 
     async def _shutdown(self) -> None:
         if self._claimed:
