@@ -384,8 +384,8 @@ def print_runs(runs: dict[str, Run]) -> None:
 def print_figures(runs: dict[str, Run], faulty: FaultyModel) -> None:
     c32, plain = runs["c32"], runs["plain"]
     ideal = c32.expected_passed * DELAY / CONCURRENCY
-    # Plain pytest over as many items is the floor any run pays (interpreter, plugins,
-    # collection); what c=32 takes beyond it is the engine's own time.
+    # Plain pytest over as many items is the floor any run pays (interpreter start, plugin
+    # imports, collection, exit); what c=32 takes beyond it is the requests and the engine.
     print(
         f"\nc=32: ideal {ideal:.2f} s; plain pytest for as many items {plain.wall_s:.2f} s;"
         f" c=32 minus plain {c32.wall_s - plain.wall_s:.2f} s"

@@ -49,7 +49,8 @@ class ResponseCache:
             stem += f".r{request.repeat}"
         if not request.pinned:
             stem += f".{request.key[:12]}"
-        return self.root / _safe(request.group) / f"{stem}.json"
+        folder = self.root.joinpath(*(_safe(part) for part in request.group.split("/")))
+        return folder / f"{stem}.json"
 
     def load(self, request: LLMRequest) -> Lookup:
         path = self.path(request)
