@@ -300,9 +300,13 @@ def targets(size: Size, runs: dict[str, Run]) -> list[Target]:
     c32, c1, replay, plain = runs["c32"], runs["c1"], runs["replay"], runs["plain"]
     faults, mem_replay = runs["faults"], runs["mem-replay"]
     ideal = c32.expected_passed * DELAY / CONCURRENCY
-    serial_ratio = c1.wall_s / c32.wall_s
+    # What a run takes beyond plain pytest over as many items (interpreter start-up, plugin
+    # imports, collection, reporting, exit: about 2 s here, whatever the engine does) is
+    # the time its requests took; the ideal and the ratios are about that part.
+    c32_net, c1_net, faults_net = (run.wall_s - plain.wall_s for run in (c32, c1, faults))
+    serial_ratio = c1_net / c32_net
     replay_ratio = replay.wall_s / plain.wall_s
-    faults_ratio = faults.wall_s / c32.wall_s
+    faults_ratio = faults_net / c32_net
     peak = mem_replay.peak_mb
     plain_peak = runs["mem-plain"].peak_mb
     wrong = [run.label for run in runs.values() if not run.correct]
@@ -314,16 +318,16 @@ def targets(size: Size, runs: dict[str, Run]) -> list[Target]:
             "FAIL" if wrong else "PASS",
         ),
         Target(
-            f"1  c=32 wall <= {WALL_VS_IDEAL} x ideal ({ideal:.2f} s)",
-            f"{c32.wall_s:.2f} s",
+            f"1  c=32 net wall <= {WALL_VS_IDEAL} x ideal ({ideal:.2f} s)",
+            f"{c32_net:.2f} s",
             f"{WALL_VS_IDEAL * ideal:.2f} s",
-            judge(c32.wall_s <= WALL_VS_IDEAL * ideal, [c32], size),
+            judge(c32_net <= WALL_VS_IDEAL * ideal, [c32, plain], size),
         ),
         Target(
-            f"1  c=1 wall >= {SERIAL_VS_CONCURRENT:g} x c=32 wall",
+            f"1  c=1 net wall >= {SERIAL_VS_CONCURRENT:g} x c=32 net wall",
             f"{serial_ratio:.1f} x",
             f">= {SERIAL_VS_CONCURRENT:g} x",
-            judge(serial_ratio >= SERIAL_VS_CONCURRENT, [c1, c32], size),
+            judge(serial_ratio >= SERIAL_VS_CONCURRENT, [c1, c32, plain], size),
         ),
         Target(
             f"2  replay wall <= {REPLAY_VS_PLAIN} x plain pytest",
@@ -350,10 +354,10 @@ def targets(size: Size, runs: dict[str, Run]) -> list[Target]:
             judge(True, [faults], size, needs_full_size=False),
         ),
         Target(
-            f"4  faults wall <= {FAULTS_VS_CLEAN:g} x fault-free c=32 wall",
+            f"4  faults net wall <= {FAULTS_VS_CLEAN:g} x fault-free c=32 net wall",
             f"{faults_ratio:.2f} x",
             f"<= {FAULTS_VS_CLEAN:g} x",
-            judge(faults_ratio <= FAULTS_VS_CLEAN, [faults, c32], size),
+            judge(faults_ratio <= FAULTS_VS_CLEAN, [faults, c32, plain], size),
         ),
     ]
 
@@ -386,9 +390,10 @@ def print_figures(runs: dict[str, Run], faulty: FaultyModel) -> None:
     ideal = c32.expected_passed * DELAY / CONCURRENCY
     # Plain pytest over as many items is the floor any run pays (interpreter start, plugin
     # imports, collection, exit); what c=32 takes beyond it is the requests and the engine.
+    net = c32.wall_s - plain.wall_s
     print(
-        f"\nc=32: ideal {ideal:.2f} s; plain pytest for as many items {plain.wall_s:.2f} s;"
-        f" c=32 minus plain {c32.wall_s - plain.wall_s:.2f} s"
+        f"\nc=32: ideal {ideal:.2f} s; whole run {c32.wall_s:.2f} s ({c32.wall_s / ideal:.2f} x"
+        f" ideal); plain pytest for as many items {plain.wall_s:.2f} s; net {net:.2f} s"
     )
     statuses = ", ".join(f"{n} x {status}" for status, n in sorted(faulty.statuses.items()))
     print(f"fault run, answers served: {statuses}")

@@ -10,13 +10,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import openai
 
 from pytest_llmeval.cases import Message, ResponseFormat
 from pytest_llmeval.models import ModelSpec
+
+if TYPE_CHECKING:  # the SDK takes 0.4 s to import: a run that only replays never loads it
+    import openai
 
 # The SDK refuses to build a client without a key; a keyless local endpoint gets this.
 NO_KEY = "no-key-needed"
@@ -108,6 +109,8 @@ def async_client(
 ) -> openai.AsyncOpenAI:
     """The SDK's client for a model: its retries (429, 5xx, timeouts; Retry-After honoured),
     with every HTTP response shown to ``on_response`` (which adapts the model's concurrency)."""
+    import openai
+
     http = openai.DefaultAsyncHttpxClient(
         event_hooks={"request": [_on_request], "response": [on_response]}
     )
@@ -122,6 +125,8 @@ def async_client(
 
 def sync_client(model: ModelSpec, *, timeout: float, max_retries: int) -> openai.OpenAI:
     """A plain SDK client for the model, for code under test that takes one."""
+    import openai
+
     return openai.OpenAI(
         api_key=model.api_key() or NO_KEY,
         base_url=model.base_url,
@@ -132,6 +137,8 @@ def sync_client(model: ModelSpec, *, timeout: float, max_retries: int) -> openai
 
 async def call(client: openai.AsyncOpenAI, request: LLMRequest) -> Completion:
     """Send the request; the answer, or CallError saying why there is none (key redacted)."""
+    import openai
+
     model = request.model
     attempts = _Attempts()
     token = _ATTEMPTS.set(attempts)

@@ -17,9 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmeval import client
 from pytest_llmeval.budget import Budget, estimate_cost, estimate_tokens
@@ -27,6 +25,9 @@ from pytest_llmeval.cache import ResponseCache
 from pytest_llmeval.client import CallError, Completion, LLMRequest
 from pytest_llmeval.limits import AdaptiveLimit
 from pytest_llmeval.share import RunShare
+
+if TYPE_CHECKING:
+    import openai
 
 # How often a waiting item redraws the progress line, and polls for another worker's answer.
 TICK_S = 0.25

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import openai
 import pytest
 
 from pytest_llmeval.budget import Budget
@@ -20,6 +20,9 @@ from pytest_llmeval.models import ModelSpec, load_model_table, resolve_models
 from pytest_llmeval.options import Settings
 from pytest_llmeval.results import Record, Summary, summarize
 from pytest_llmeval.share import RunShare
+
+if TYPE_CHECKING:
+    import openai
 
 
 class Evaluation:

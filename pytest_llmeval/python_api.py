@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import openai
 import pytest
 
 from pytest_llmeval.cases import Message, ResponseFormat, Scoring
@@ -18,6 +17,9 @@ from pytest_llmeval.report.terminal import miss_text
 from pytest_llmeval.results import Record
 from pytest_llmeval.scoring import Verdict, structural
 from pytest_llmeval.state import RECORD, CacheWarning, evaluation, wait
+
+if TYPE_CHECKING:
+    import openai
 
 Prompt = str | Sequence[dict[str, str]]
 
