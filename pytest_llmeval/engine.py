@@ -264,7 +264,8 @@ class Engine:
                     if share is not None:
                         share.publish(self._item_key(request), exc)
                     raise
-            self.cache.store(request, completion)
+            # File writes off the event loop: it has other responses to read meanwhile.
+            await asyncio.to_thread(self.cache.store, request, completion)
             if share is not None:
                 share.publish(self._item_key(request), completion)
             return completion
