@@ -1,0 +1,23 @@
+"""The benchmark script keeps working (its timings are judged only when run at full size)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_engine_benchmark_runs_and_every_run_in_it_is_right() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "engine.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "every run exits 0 with every item passed" in out
+    assert "FAIL" not in out
+    assert out.count("PASS") == 3, out  # right results, no request when replaying, faults
