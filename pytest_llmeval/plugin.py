@@ -175,7 +175,7 @@ class ResultsCollector:
         if self.is_worker:
             return
         if ev.plan is not None:
-            write_plan(terminalreporter, ev.plan, ev.settings.max_cost)
+            write_plan(terminalreporter, ev.plan, ev.settings.max_cost, ev.settings.record)
         if ev.records:
             shown = None if self.config.get_verbosity() > 0 else ev.settings.misses_shown
             write_summary(terminalreporter, ev.summaries(), ev.failures, misses_shown=shown)

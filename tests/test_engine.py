@@ -459,6 +459,11 @@ def test_dry_run_counts_and_estimates_and_calls_nothing(
         "--llm-max-cost $0.01: the estimate is within it",
     ])  # fmt: skip
     assert "llmeval answers" not in result.stdout.str()
+    offline = pytester.runpytest("--llm-dry-run", "--llm-record=none")
+    offline.stdout.fnmatch_lines(
+        ["--llm-record=none: the 8 requests not recorded would be errors, not calls"]
+    )
+    assert openai_server.calls() == 2
 
 
 def test_dry_run_runs_in_one_process(

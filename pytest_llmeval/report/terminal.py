@@ -133,12 +133,13 @@ def write_engine_notes(
             )
 
 
-def write_plan(tw: Writer, rows: Sequence[PlanRow], max_cost: float | None) -> None:
+def write_plan(tw: Writer, rows: Sequence[PlanRow], max_cost: float | None, record: str) -> None:
     """The dry run's estimate, per model."""
     tw.write_sep("-", "llmeval dry run: nothing was called")
     header = ("model", "requests", "recorded", "to call", "~tokens in", "~tokens out", "~cost")
     costs = [row.cost for row in rows]
     total = None if None in costs else sum(c or 0.0 for c in costs)
+    unrecorded = sum(row.to_call for row in rows)
     if len(rows) > 1:
         rows = [*rows, PlanRow(
             "total", sum(r.requests for r in rows), sum(r.recorded for r in rows),
@@ -154,6 +155,10 @@ def write_plan(tw: Writer, rows: Sequence[PlanRow], max_cost: float | None) -> N
         "~ estimates: 4 characters a token in; out, the expected answer's length or max_tokens."
         " Recorded answers are replayed and cost nothing."
     )
+    if record == "none" and unrecorded:
+        tw.write_line(
+            f"--llm-record=none: the {unrecorded} requests not recorded would be errors, not calls"
+        )
     if max_cost is not None and total is not None:
         verdict = "within" if total <= max_cost else "OVER"
         tw.write_line(f"--llm-max-cost ${max_cost:g}: the estimate is {verdict} it")
