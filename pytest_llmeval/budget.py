@@ -38,13 +38,12 @@ class Budget:
     settles at its real cost; one that would take the total past the limit is not sent."""
 
     limit: float
+    label: str  # the budget as the user set it, for messages
     spent: float = 0.0
     reserved: float = 0.0
-    refused: int = 0
 
     def reserve(self, estimate: float) -> bool:
         if self.spent + self.reserved + estimate > self.limit:
-            self.refused += 1
             return False
         self.reserved += estimate
         return True

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pytest_llmeval.client import Completion, LLMRequest, cost_of, endpoint_url
+from pytest_llmeval.client import Completion, LLMRequest, cost_of, endpoint_url, redact
 
 FORMAT = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -58,7 +58,9 @@ class ResponseCache:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return Lookup("absent", path)
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
+            return Lookup("unreadable", path, detail=exc.strerror or str(exc))
+        except UnicodeDecodeError as exc:
             return Lookup("unreadable", path, detail=str(exc))
         try:
             entry = json.loads(text)
@@ -76,7 +78,7 @@ class ResponseCache:
             "format": FORMAT,
             "key": request.key,
             "model": request.model.model,
-            "endpoint": endpoint_url(request.model),
+            "endpoint": redact(endpoint_url(request.model), request.model),
             # For the person reviewing a recording: what was asked, what came back.
             "input": last_user,
             "answer": completion.text,

@@ -187,7 +187,9 @@ def _completion(response: Any, latency: float, model: ModelSpec, attempts: int) 
     content = getattr(message, "content", None)
     if message is None or not (content is None or isinstance(content, str)):
         raise CallError(
-            f"bad response from {_endpoint(model)}: no answer text in {response!r:.200}"
+            redact(
+                f"bad response from {_endpoint(model)}: no answer text in {response!r:.200}", model
+            )
         )
     notes = []
     if getattr(message, "refusal", None):

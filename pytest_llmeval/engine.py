@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmeval import client
 from pytest_llmeval.budget import Budget, estimate_cost, estimate_tokens
 from pytest_llmeval.cache import ResponseCache
-from pytest_llmeval.client import CallError, Completion, LLMRequest
+from pytest_llmeval.client import CallError, Completion, LLMRequest, redact
 from pytest_llmeval.limits import AdaptiveLimit
 from pytest_llmeval.share import RunShare
 
@@ -55,7 +56,6 @@ class Counts:
     total: int = 0
     done: int = 0
     errors: int = 0
-    replayed: int = 0
     spent: float = 0.0
 
 
@@ -104,6 +104,7 @@ class Engine:
         max_retries: int,
         budget: Budget | None = None,
         share: RunShare | None = None,
+        workers: int = 1,
     ) -> None:
         self.cache = cache
         self.mode = mode
@@ -112,8 +113,12 @@ class Engine:
         self.max_retries = max_retries
         self.budget = budget
         self.share = share
+        self.workers = workers  # xdist workers sharing the run (concurrency is split)
         self.progress = Progress()
         self.limits: dict[str, AdaptiveLimit] = {}
+        # Answers that could not be written to the cache (a read-only checkout, a full disk),
+        # by request key: each item says so in a warning.
+        self.unrecorded: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -130,10 +135,10 @@ class Engine:
         notice = ""
         if self.mode != "all":
             lookup = self.cache.load(request)
-            shown = self.cache.shown(lookup.path)
             if lookup.completion is not None:
-                self.progress.add(model, done=1, replayed=1)
+                self.progress.add(model, done=1)
                 return Pending(request, _resolved(lookup.completion))
+            shown = self.cache.shown(lookup.path)
             if lookup.status == "unreadable":
                 notice = f"recorded answer {shown} is unreadable ({lookup.detail})"
             if self.mode == "none":
@@ -154,21 +159,24 @@ class Engine:
     def wait(self, pending: Pending, tick: Callable[[], None] | None = None) -> Completion:
         """The answer (raising CallError when there is none), redrawing progress meanwhile."""
         outcome = _result(pending.future, tick)
-        while isinstance(outcome, _Elsewhere):
-            assert self.share is not None
-            outcome = self._from_share(pending.request, tick)
+        if isinstance(outcome, _Elsewhere):
+            return self._from_share(pending.request, tick)
         return outcome
 
-    def _from_share(
-        self, request: LLMRequest, tick: Callable[[], None] | None
-    ) -> Completion | _Elsewhere:
+    def _from_share(self, request: LLMRequest, tick: Callable[[], None] | None) -> Completion:
         assert self.share is not None
         last_tick = time.monotonic()
         key = self._item_key(request)
         while (outcome := self.share.outcome(key)) is None:
             if not self.share.claimant_alive(key):
+                # It may have published just before it went: look once more.
+                outcome = self.share.outcome(key)
+                if outcome is not None:
+                    break
                 # The worker that claimed it died without answering: ask here, unshared.
-                return _result(self._submit(request, shared=False), tick)
+                answer = _result(self._submit(request, shared=False), tick)
+                assert isinstance(answer, Completion)
+                return answer
             time.sleep(POLL_S)
             if tick is not None and time.monotonic() - last_tick >= TICK_S:
                 tick()
@@ -210,17 +218,19 @@ class Engine:
         ]
         return " · ".join(parts)
 
-    def close(self) -> None:
-        """Stop: requests this worker claimed finish (others wait on them); the rest are
-        cancelled. Idempotent."""
+    def close(self, *, interrupted: bool = False) -> None:
+        """Stop. Requests this xdist worker claimed finish first, since other workers wait
+        for them, unless the run was interrupted; the rest are cancelled. Idempotent."""
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result()
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-        loop.close()
         self._loop = self._thread = None
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(interrupted), loop).result()
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
 
     # -- the engine's thread ---------------------------------------------------------------
 
@@ -251,27 +261,47 @@ class Engine:
         assert task is not None
         assert self._slots is not None
         self._tasks.add(task)
+        share = self.share if shared else None
         try:
             async with self._limit(request), self._slots:
-                share = self.share if shared else None
                 if share is not None:
                     if not share.claim(self._item_key(request)):
                         return ELSEWHERE
                     self._claimed.add(task)
-                try:
-                    completion = await self._send(request)
-                except CallError as exc:
-                    if share is not None:
-                        share.publish(self._item_key(request), exc)
-                    raise
-            # File writes off the event loop: it has other responses to read meanwhile.
-            await asyncio.to_thread(self.cache.store, request, completion)
-            if share is not None:
-                share.publish(self._item_key(request), completion)
-            return completion
+                completion = await self._send(request)
+            await asyncio.to_thread(self._store, request, completion)  # off the event loop
+        except CallError as exc:
+            self._published(share, task, request, exc)
+            raise
+        except asyncio.CancelledError:
+            self._published(share, task, request, CallError("the run was interrupted"))
+            raise
+        except Exception as exc:  # a client that cannot be built, a bug: this item's error
+            failure = CallError(redact(f"{type(exc).__name__}: {exc}", request.model))
+            raise self._published(share, task, request, failure) from exc
         finally:
             self._tasks.discard(task)
             self._claimed.discard(task)
+        if share is not None:
+            share.publish(self._item_key(request), completion)
+        return completion
+
+    def _published(
+        self, share: RunShare | None, task: asyncio.Task[Any], request: LLMRequest, error: CallError
+    ) -> CallError:
+        """Tell the workers waiting for a request this one claimed that it failed."""
+        if share is not None and task in self._claimed:
+            share.publish(self._item_key(request), error)
+        return error
+
+    def _store(self, request: LLMRequest, completion: Completion) -> None:
+        """Record the answer; one that cannot be recorded is still this run's answer."""
+        try:
+            self.cache.store(request, completion)
+        except OSError as exc:
+            path = self.cache.shown(self.cache.path(request))
+            why = exc.strerror or str(exc)  # the path is named already, relative
+            self.unrecorded[request.key] = f"could not record the answer in {path}: {why}"
 
     async def _send(self, request: LLMRequest) -> Completion:
         model = request.model.name
@@ -280,25 +310,25 @@ class Engine:
             estimate = estimate_cost(request) or 0.0
             if not self.budget.reserve(estimate):
                 self.progress.add(model, done=1, errors=1)
-                raise CallError(
-                    f"not sent: it would take the spend past --llm-max-cost="
-                    f"${self.budget.limit:g} (spent ${self.budget.spent:.4f} so far)"
-                )
+                raise CallError(f"not sent: it would take the spend past {self.budget.label} "
+                                f"(spent ${self.budget.spent:.4f} so far)")  # fmt: skip
+        cost: float | None = 0.0  # a request that fails is not billed
         try:
             completion = await client.call(self._client(request), request)
-        except CallError:
-            if self.budget is not None:
-                self.budget.settle(estimate, 0.0)  # a failed request is not billed
+            cost = completion.cost
+        except BaseException:
             self.progress.add(model, done=1, errors=1)
             raise
-        if self.budget is not None:
-            self.budget.settle(estimate, completion.cost)
+        finally:
+            if self.budget is not None:
+                self.budget.settle(estimate, cost)
         self.progress.add(model, done=1, spent=completion.cost or 0.0)
         return completion
 
     def _item_key(self, request: LLMRequest) -> str:
-        """Shared per item, not per request text: two cases that send the same messages are
-        two requests, in one process or many (at temperature > 0 two samples)."""
+        """What xdist workers share: one cache entry's request. Two cases that send the same
+        messages are two entries, so two requests; the same prompt twice in one Python test
+        is one entry (as it is when replayed), so one request under xdist."""
         place = self.cache.path(request).relative_to(self.cache.root).as_posix()
         return hashlib.sha256(f"{place}\0{request.key}".encode()).hexdigest()
 
@@ -318,12 +348,16 @@ class Engine:
     def _limit(self, request: LLMRequest) -> AdaptiveLimit:
         name = request.model.name
         if name not in self.limits:
-            self.limits[name] = AdaptiveLimit(request.model.concurrency or self.concurrency)
+            cap = request.model.concurrency
+            # A model's cap is for the run too: each worker takes its share (one at least).
+            mine = self.concurrency if cap is None else math.ceil(cap / self.workers)
+            self.limits[name] = AdaptiveLimit(mine)
         return self.limits[name]
 
-    async def _shutdown(self) -> None:
-        if self._claimed:
-            # Other workers may be waiting for these answers.
+    async def _shutdown(self, interrupted: bool) -> None:
+        if self._claimed and not interrupted:
+            # Other workers may be waiting for these answers. (Cancelled, they publish an
+            # error instead, so no one waits for ever.)
             await asyncio.wait(set(self._claimed))
         tasks = set(self._tasks)
         for task in tasks:

@@ -69,7 +69,11 @@ class Evaluation:
             # Run-wide allowances are split among xdist workers, which share the requests.
             budget = None
             if settings.max_cost is not None:
-                budget = Budget(settings.max_cost / self.workers)
+                label = f"--llm-max-cost=${settings.max_cost:g}"
+                if self.workers > 1:
+                    each = settings.max_cost / self.workers
+                    label += f" (${each:g} for each of {self.workers} xdist workers)"
+                budget = Budget(settings.max_cost / self.workers, label)
             self._engine = Engine(
                 cache=self.cache,
                 mode=settings.record,
@@ -78,6 +82,7 @@ class Evaluation:
                 max_retries=settings.max_retries,
                 budget=budget,
                 share=self.share,
+                workers=self.workers,
             )
         return self._engine
 
@@ -85,9 +90,9 @@ class Evaluation:
         """This process's per-model limits (none on the xdist controller, which calls nothing)."""
         return self._engine.limits if self._engine is not None else {}
 
-    def close(self) -> None:
+    def close(self, *, interrupted: bool = False) -> None:
         if self._engine is not None:
-            self._engine.close()
+            self._engine.close(interrupted=interrupted)
         for sdk in self._sync_clients.values():
             sdk.close()
 

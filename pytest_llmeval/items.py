@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
@@ -18,7 +17,7 @@ from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.terminal import miss_text
 from pytest_llmeval.results import Record
 from pytest_llmeval.scoring import structural
-from pytest_llmeval.state import RECORD, CacheWarning, evaluation, wait
+from pytest_llmeval.state import RECORD, evaluation, wait
 
 
 class SuiteFile(pytest.File):
@@ -127,9 +126,8 @@ class CaseItem(pytest.Item):
 
     def setup(self) -> None:
         engine = evaluation(self.config).engine
-        pending = self.pending or engine.start(self.request)
-        if pending.notice:
-            warnings.warn(CacheWarning(f"{self.request.where}: {pending.notice}"), stacklevel=1)
+        # Started once collection was done; a rerun of the item asks again.
+        pending, self.pending = self.pending or engine.start(self.request), None
         try:
             self.completion = wait(self.config, pending)
         except CallError as exc:

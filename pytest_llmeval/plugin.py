@@ -100,6 +100,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     config = session.config
     if config.option.collectonly:
         return None
+    if session.testsfailed and not config.option.continue_on_collection_errors:
+        return None  # pytest stops the run for the collection errors: send nothing
     ev = evaluation(config)
     cases = [item for item in session.items if isinstance(item, CaseItem)]
     if ev.settings.dry_run:
@@ -162,7 +164,7 @@ class ResultsCollector:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         ev = evaluation(self.config)
-        ev.close()
+        ev.close(interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED)
         if SHARE_DIR in self.config.stash:
             shutil.rmtree(self.config.stash[SHARE_DIR], ignore_errors=True)
         if self.is_worker:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,7 +15,7 @@ from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.terminal import miss_text
 from pytest_llmeval.results import Record
 from pytest_llmeval.scoring import Verdict, structural
-from pytest_llmeval.state import RECORD, CacheWarning, evaluation, wait
+from pytest_llmeval.state import RECORD, evaluation, wait
 
 if TYPE_CHECKING:
     import openai
@@ -80,6 +79,8 @@ class LLM:
         ev = evaluation(self._item.config)
         shape = ResponseFormat(json_mode or schema is not None, schema)
         item = self._item
+        _, line, _ = item.location
+        where = f"{relpath(item.config, item.path)}:{(line or 0) + 1}: {shown_id(item)}"
         pendings = [
             ev.engine.start(
                 LLMRequest(
@@ -87,19 +88,18 @@ class LLM:
                     messages=_messages(prompt),
                     response_format=shape,
                     params=params,
-                    group=relpath(item.config, item.path).removesuffix(".py"),
+                    # Filed by the test's node id (relative to the rootdir): the same folder
+                    # wherever pytest is started from.
+                    group=item.nodeid.split("::")[0].removesuffix(".py"),
                     name=str(getattr(item, "originalname", item.name)),
-                    where=f"{shown_id(item)}: model {self.name}",
+                    where=f"{where}, model {self.name}"
+                    + (f", prompt {n} of {len(prompts)}" if len(prompts) > 1 else ""),
                 )
             )
-            for prompt in prompts
+            for n, prompt in enumerate(prompts, start=1)
         ]
         answers = []
         for pending in pendings:
-            if pending.notice:
-                warnings.warn(
-                    CacheWarning(f"{pending.request.where}: {pending.notice}"), stacklevel=2
-                )
             try:
                 done = wait(item.config, pending)
             except CallError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,15 @@ class RunShare:
 
     def claim(self, key: str) -> bool:
         """True for exactly one process per key and run."""
+        # Linked into place whole, with the claimant's pid in it: a claim is never empty.
+        mine = self.directory / f"{key}.{os.getpid()}.{threading.get_ident()}"
+        mine.write_text(str(os.getpid()))
         try:
-            fd = os.open(self.directory / f"{key}.claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.link(mine, self.directory / f"{key}.claim")
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w") as file:
-            file.write(str(os.getpid()))
+        finally:
+            mine.unlink()
         return True
 
     def publish(self, key: str, outcome: Completion | CallError) -> None:
@@ -58,7 +62,6 @@ class RunShare:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
-        except (OSError, ValueError):
-            # Unreadable (a claim being written) or not ours to signal: assume alive.
-            return True
+        except OSError:
+            return True  # not ours to signal: alive
         return True

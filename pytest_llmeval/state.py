@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,19 @@ def evaluation(config: pytest.Config) -> Evaluation:
 
 
 def wait(config: pytest.Config, pending: Pending) -> Completion:
-    """The item's answer; meanwhile the progress line (if any) shows the engine's state."""
+    """The item's answer; meanwhile the progress line (if any) shows the engine's state.
+    What went wrong with its recording is a warning on the item."""
+    engine = evaluation(config).engine
+    where = pending.request.where
+    if pending.notice:
+        warnings.warn(CacheWarning(f"{where}: {pending.notice}"), stacklevel=1)
     progress = config.stash.get(PROGRESS, None)
-    if progress is None:
-        return evaluation(config).engine.wait(pending)
     try:
-        return evaluation(config).engine.wait(pending, progress.tick)
+        done = engine.wait(pending, progress.tick if progress is not None else None)
     finally:
-        progress.clear()
+        if progress is not None:
+            progress.clear()
+    problem = engine.unrecorded.get(pending.request.key)
+    if problem:
+        warnings.warn(CacheWarning(f"{where}: {problem}"), stacklevel=1)
+    return done

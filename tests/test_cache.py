@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,8 +14,9 @@ import pytest
 
 from pytest_llmeval.cache import ResponseCache
 from pytest_llmeval.cases import Message, ResponseFormat
-from pytest_llmeval.client import Completion, LLMRequest
+from pytest_llmeval.client import CallError, Completion, LLMRequest
 from pytest_llmeval.models import ModelSpec, Price
+from pytest_llmeval.share import RunShare
 
 MODEL = ModelSpec(
     name="local",
@@ -144,3 +146,24 @@ def test_two_processes_writing_at_once_never_leave_a_torn_entry(tmp_path: Path) 
     ]  # no temporary files left behind
     for path in (root / "reviews").iterdir():
         json.loads(path.read_text())
+
+
+def test_one_claim_per_request_and_a_dead_claimant_is_seen(tmp_path: Path) -> None:
+    share = RunShare(tmp_path)
+    assert share.claim("k1")
+    assert not share.claim("k1")
+    assert share.claim("k2")
+    assert (tmp_path / "k1.claim").read_text() == str(os.getpid())
+    assert share.claimant_alive("k1")
+    assert share.outcome("k1") is None
+    share.publish("k1", ANSWER)
+    assert share.outcome("k1") == ANSWER
+    share.publish("k2", CallError("HTTP 500 from m (url): boom"))
+    assert str(share.outcome("k2")) == "HTTP 500 from m (url): boom"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    (tmp_path / "k3.claim").write_text(gone.stdout.strip())
+    assert not share.claimant_alive("k3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "k1.claim", "k1.done", "k2.claim", "k2.done", "k3.claim"
+    ]  # fmt: skip

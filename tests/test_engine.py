@@ -569,3 +569,54 @@ def test_a_terminal_shows_the_engine_progress_and_erases_it(
     assert "4 passed" in quiet
     not_a_terminal = pytester.runpytest("--llm-record=all")
     assert "\x1b7" not in not_a_terminal.stdout.str()
+
+
+# -- what must not happen ------------------------------------------------------------------
+
+
+def test_an_answer_that_cannot_be_recorded_is_still_used_and_said(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    openai_server.on("m1", oracle)
+    write_config(pytester, openai_server, ["m1"])
+    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    (pytester.path / "llmeval-cache").mkdir()
+    (pytester.path / "llmeval-cache" / "reviews").write_text("a file where a folder should be")
+    result = pytester.runpytest()
+    # Each item: its recording cannot be read, and its answer cannot be recorded.
+    result.assert_outcomes(passed=3, warnings=6)
+    result.stdout.fnmatch_lines([
+        f"*CacheWarning: {KETTLE}: recorded answer llmeval-cache/reviews/kettle.m1.json is "
+        "unreadable (Not a directory); recording it again",
+        f"*CacheWarning: {KETTLE}: could not record the answer in "
+        "llmeval-cache/reviews/kettle.m1.json: File exists",
+    ])  # fmt: skip
+    assert openai_server.calls() == 3
+
+
+def test_nothing_is_sent_when_collection_fails(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    openai_server.on("m1", oracle)
+    write_config(pytester, openai_server, ["m1"])
+    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    pytester.makepyfile(test_broken="def test_x(:\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert openai_server.calls() == 0
+
+
+def test_python_test_recordings_do_not_depend_on_where_pytest_starts(
+    pytester: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    openai_server.on("m1", numbered)
+    write_config(pytester, openai_server, ["m1"])
+    pytester.mkpydir("checks").joinpath("test_chain.py").write_text(
+        "def test_chain(llmeval):\n"
+        "    llmeval.score(llmeval.complete('review number 7'), {'n': 7})\n"
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert len(list((pytester.path / "llmeval-cache" / "checks" / "test_chain").iterdir())) == 1
+    monkeypatch.chdir(pytester.path / "checks")
+    pytester.runpytest("--llm-record=none", "test_chain.py").assert_outcomes(passed=1)
+    assert openai_server.calls() == 1
