@@ -40,6 +40,7 @@ class Completion:
     note: str = ""
     cached: bool = False
     attempts: int = 1
+    rate_limited: int = 0  # attempts answered 429
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,12 @@ class LLMRequest:
 @dataclass
 class _Attempts:
     count: int = 0
+    rate_limited: int = 0
     last_started: float = 0.0
 
 
-# The SDK retries inside one call; its HTTP client's request hook counts the attempts of
-# the call running in the current task, and times the last one.
+# The SDK retries inside one call; its HTTP client's hooks count the attempts of the call
+# running in the current task (and the 429s among them), and time the last one.
 _ATTEMPTS: ContextVar[_Attempts | None] = ContextVar("llmeval_attempts", default=None)
 
 
@@ -99,6 +101,12 @@ async def _on_request(_request: Any) -> None:
     if attempts is not None:
         attempts.count += 1
         attempts.last_started = time.perf_counter()
+
+
+async def _on_response(response: Any) -> None:
+    attempts = _ATTEMPTS.get()
+    if attempts is not None and response.status_code == 429:
+        attempts.rate_limited += 1
 
 
 ResponseHook = Callable[[Any], Awaitable[None]]
@@ -112,7 +120,7 @@ def async_client(
     import openai
 
     http = openai.DefaultAsyncHttpxClient(
-        event_hooks={"request": [_on_request], "response": [on_response]}
+        event_hooks={"request": [_on_request], "response": [_on_response, on_response]}
     )
     return openai.AsyncOpenAI(
         api_key=model.api_key() or NO_KEY,
@@ -172,14 +180,14 @@ async def call(client: openai.AsyncOpenAI, request: LLMRequest) -> Completion:
     finally:
         _ATTEMPTS.reset(token)
     latency = time.perf_counter() - attempts.last_started
-    return _completion(response, latency, model, attempts.count)
+    return _completion(response, latency, model, attempts)
 
 
 def _tries(attempts: _Attempts) -> str:
     return f" after {attempts.count} attempts" if attempts.count > 1 else ""
 
 
-def _completion(response: Any, latency: float, model: ModelSpec, attempts: int) -> Completion:
+def _completion(response: Any, latency: float, model: ModelSpec, attempts: _Attempts) -> Completion:
     """Read the answer out of a response the SDK did not validate (it may be any shape)."""
     choices = getattr(response, "choices", None)
     choice = choices[0] if isinstance(choices, list) and choices else None
@@ -208,7 +216,8 @@ def _completion(response: Any, latency: float, model: ModelSpec, attempts: int) 
         output_tokens=tokens_out,
         cost=cost_of(model, tokens_in, tokens_out),
         note="; ".join(notes),
-        attempts=attempts,
+        attempts=attempts.count,
+        rate_limited=attempts.rate_limited,
     )
 
 

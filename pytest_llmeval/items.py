@@ -159,6 +159,7 @@ class CaseItem(pytest.Item):
             cost=done.cost,
             cached=done.cached,
             attempts=done.attempts,
+            rate_limited=done.rate_limited,
         )
         self.stash[RECORD] = record
         if not verdict.passed and evaluation(self.config).settings.strict:

@@ -31,7 +31,6 @@ class AdaptiveLimit:
         self.maximum = maximum
         self.limit = maximum
         self.lowest = maximum
-        self.rate_limited = 0  # 429 responses seen
         self.in_flight = 0
         self.paused_until = 0.0
         self._clock = clock
@@ -93,7 +92,6 @@ class AdaptiveLimit:
     def record(self, status: int, headers: Mapping[str, str]) -> None:
         """Update the cap from a response."""
         limited = status == 429
-        self.rate_limited += limited
         pause = _reset_pause(headers)
         if pause:
             self.paused_until = max(self.paused_until, self._clock() + pause)

@@ -151,6 +151,7 @@ class LLM:
             cost=_total([c.cost for c in done]),
             cached=bool(done) and all(c.cached for c in done),
             attempts=sum(c.attempts for c in done),
+            rate_limited=sum(c.rate_limited for c in done),
         )
         self._item.stash[RECORD] = record
         if not verdict.passed and evaluation(self._item.config).settings.strict:

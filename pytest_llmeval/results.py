@@ -35,6 +35,7 @@ class Record:
     cost: float | None = None
     cached: bool = False  # the answer was replayed from the response cache
     attempts: int = 0  # HTTP attempts made for it (0 when replayed)
+    rate_limited: int = 0  # of those, answered 429
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

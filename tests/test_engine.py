@@ -314,7 +314,10 @@ def test_the_python_fixture_records_and_sends_a_batch_at_once(
 # -- retries and rate limits ---------------------------------------------------------------
 
 
-def test_429_and_500_are_retried(pytester: pytest.Pytester, openai_server: OpenAIServer) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_429_and_500_are_retried(
+    pytester: pytest.Pytester, openai_server: OpenAIServer, workers: list[str]
+) -> None:
     openai_server.on("m1", [
         Reply(status=429, error_message="slow down", headers={"Retry-After": "0.01"}),
         Reply(status=500, headers={"retry-after-ms": "10"}),
@@ -322,11 +325,14 @@ def test_429_and_500_are_retried(pytester: pytest.Pytester, openai_server: OpenA
     ])  # fmt: skip
     write_config(pytester, openai_server, ["m1"])
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
-    result = pytester.runpytest("-k", "kettle")
-    result.assert_outcomes(passed=1, deselected=2)
-    result.stdout.fnmatch_lines(
-        ["llmeval answers: 0 replayed from llmeval-cache/, 1 called (1 after retries)*"]
-    )
+    result = pytester.runpytest_subprocess("-k", "kettle", *workers)
+    result.assert_outcomes(passed=1, deselected=0 if workers else 2)
+    result.stdout.fnmatch_lines([
+        "llmeval answers: 0 replayed from llmeval-cache/, 1 called (1 after retries)*",
+        # Under xdist each worker adapts its own concurrency: the summary has the count only.
+        "llmeval rate limits: m1 answered 429 1 time"
+        + ("" if workers else "; concurrency kept at 16"),
+    ])  # fmt: skip
     assert openai_server.calls() == 3
     retries = [r.headers.get("x-stainless-retry-count") for r in openai_server.requests]
     assert retries == ["0", "1", "2"]

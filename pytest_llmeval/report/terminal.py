@@ -120,17 +120,22 @@ def write_engine_notes(
     elif called:
         parts.append("spend unknown (no price)")
     tw.write_line("llmeval answers: " + ", ".join(parts))
-    for name, limit in limits.items():
-        if limit.rate_limited:
-            lowered = (
-                f"concurrency lowered from {limit.maximum} to {limit.lowest}, "
+    refusals: dict[str, int] = {}
+    for record in called:
+        refusals[record.model] = refusals.get(record.model, 0) + record.rate_limited
+    for name, count in refusals.items():
+        if not count:
+            continue
+        line = f"llmeval rate limits: {name} answered 429 {count} time{'s' if count > 1 else ''}"
+        limit = limits.get(name)  # this process's (none on the xdist controller)
+        if limit is not None and limit.lowest < limit.maximum:
+            line += (
+                f"; concurrency lowered from {limit.maximum} to {limit.lowest}, "
                 f"{limit.limit} at the end"
-                if limit.lowest < limit.maximum
-                else f"concurrency kept at {limit.maximum}"
             )
-            tw.write_line(
-                f"llmeval rate limits: {name} answered 429 {limit.rate_limited} times; {lowered}"
-            )
+        elif limit is not None:
+            line += f"; concurrency kept at {limit.maximum}"
+        tw.write_line(line)
 
 
 def write_plan(tw: Writer, rows: Sequence[PlanRow], max_cost: float | None, record: str) -> None:
