@@ -17,7 +17,8 @@ from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.terminal import miss_text
 from pytest_llmeval.results import Record
 from pytest_llmeval.scoring import structural
-from pytest_llmeval.state import RECORD, evaluation, wait
+from pytest_llmeval.state import RECORD, evaluation
+from pytest_llmeval.waiting import wait
 
 
 class SuiteFile(pytest.File):

@@ -15,7 +15,8 @@ from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.terminal import miss_text
 from pytest_llmeval.results import Record
 from pytest_llmeval.scoring import Verdict, structural
-from pytest_llmeval.state import RECORD, evaluation, wait
+from pytest_llmeval.state import RECORD, evaluation
+from pytest_llmeval.waiting import wait
 
 if TYPE_CHECKING:
     import openai
