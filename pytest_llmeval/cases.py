@@ -16,6 +16,9 @@ from typing import Any
 
 import yaml
 
+from pytest_llmeval.scoring.fields import METHODS, FieldRule
+from pytest_llmeval.scoring.judge import JudgeConfig
+
 SUITE_SUFFIXES = (".llmeval.yaml", ".llmeval.yml")
 
 SUITE_KEYS = frozenset(
@@ -35,9 +38,19 @@ PROMPT_KEYS = frozenset({"system", "user"})
 MESSAGE_KEYS = frozenset({"role", "content"})
 ROLES = frozenset({"system", "user", "assistant", "developer"})
 SCORING_KEYS = frozenset(
-    {"method", "ignore_order", "ignore_string_case", "numeric_tolerance", "exclude_paths"}
+    {
+        "method",
+        "ignore_order",
+        "ignore_string_case",
+        "numeric_tolerance",
+        "exclude_paths",
+        "fields",
+        "judge",
+    }
 )
-SCORING_METHODS = frozenset({"structural"})
+SCORING_METHODS = frozenset({"structural", "judge", "fields"})
+FIELD_RULE_KEYS = frozenset({"method", "tolerance", "threshold"})
+JUDGE_KEYS = frozenset({"model", "criteria", "prompt", "only_when_different"})
 
 CASE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 # `{name}` is a variable; `{{name}}` is a literal `{name}`; any other brace (JSON in a
@@ -62,11 +75,18 @@ class Message:
 
 @dataclass(frozen=True)
 class Scoring:
-    method: str = "structural"
+    method: str = "structural"  # structural | judge (the whole answer) | fields
     ignore_order: bool = False
     ignore_string_case: bool = False
     numeric_tolerance: float = 0.0
     exclude_paths: tuple[str, ...] = ()
+    # method "fields": a rule per top-level field; fields without one compare structurally.
+    fields: tuple[tuple[str, FieldRule], ...] = ()
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+    @property
+    def uses_judge(self) -> bool:
+        return self.method == "judge" or any(r.method == "judge" for _, r in self.fields)
 
 
 @dataclass(frozen=True)
@@ -343,12 +363,84 @@ class _SuiteReader:
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             self.problem(fields["exclude_paths"], "`exclude_paths` must be a list of strings")
             paths = []
+        rules = self.field_rules(fields.get("fields"))
+        if method == "fields" and not rules:
+            self.problem(node, "`method: fields` needs `fields:`, a scorer for each field")
+        elif method != "fields" and rules:
+            self.problem(fields["fields"], "`fields:` is for `method: fields`")
         return Scoring(
             method=str(method),
             ignore_order=values.get("ignore_order") is True,
             ignore_string_case=values.get("ignore_string_case") is True,
             numeric_tolerance=float(tolerance),
             exclude_paths=tuple(paths),
+            fields=tuple(rules),
+            judge=self.judge_config(fields.get("judge")),
+        )
+
+    def field_rules(self, node: yaml.Node | None) -> list[tuple[str, FieldRule]]:
+        """`fields: {name: method, name: {method: ..., tolerance: ..., threshold: ...}}`"""
+        if node is None:
+            return []
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, "`scoring.fields` must map field names to scorers")
+            return []
+        rules = []
+        for key_node, value_node in node.value:
+            name = _construct(key_node)
+            if isinstance(value_node, yaml.ScalarNode):
+                values: dict[str, Any] = {"method": _construct(value_node)}
+            else:
+                keys = self.mapping(value_node, FIELD_RULE_KEYS, f"the scorer of field {name!r}")
+                if keys is None:
+                    continue
+                values = {k: _construct(v) for k, v in keys.items()}
+            method = values.get("method")
+            if method not in METHODS:
+                self.problem(
+                    value_node,
+                    f"field {name!r}: unknown scorer {method!r}; available: " + ", ".join(METHODS),
+                )
+                continue
+            number = {k: values[k] for k in ("tolerance", "threshold") if k in values}
+            if any(isinstance(v, bool) or not isinstance(v, int | float) or v < 0
+                   for v in number.values()):  # fmt: skip
+                self.problem(
+                    value_node, f"field {name!r}: tolerance and threshold are numbers >= 0"
+                )
+                continue
+            rules.append(
+                (str(name), FieldRule(str(method), **{k: float(v) for k, v in number.items()}))
+            )
+        return rules
+
+    def judge_config(self, node: yaml.Node | None) -> JudgeConfig:
+        if node is None:
+            return JudgeConfig()
+        keys = self.mapping(node, JUDGE_KEYS, "`scoring.judge`")
+        if keys is None:
+            return JudgeConfig()
+        values = {k: _construct(v) for k, v in keys.items()}
+        for key in ("model", "criteria", "prompt"):
+            if key in values and not (isinstance(values[key], str) and values[key].strip()):
+                self.problem(keys[key], f"`judge.{key}` must be a non-empty string")
+                return JudgeConfig()
+        template = values.get("prompt")
+        if template is not None and not all(
+            "{" + f + "}" in template for f in ("reference", "answer")
+        ):
+            self.problem(keys["prompt"], "`judge.prompt` must contain {reference} and {answer}")
+        only = values.get("only_when_different", True)
+        if not isinstance(only, bool):
+            self.problem(
+                keys["only_when_different"], "`judge.only_when_different` must be true or false"
+            )
+            only = True
+        return JudgeConfig(
+            model=values.get("model"),
+            criteria=values.get("criteria", ""),
+            prompt=template,
+            only_when_different=only,
         )
 
     def threshold(self, node: yaml.Node | None) -> float | None:

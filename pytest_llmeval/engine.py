@@ -14,11 +14,10 @@ import dataclasses
 import hashlib
 import math
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_llmeval import client
 from pytest_llmeval.budget import Budget, estimate_cost, estimate_tokens
@@ -29,6 +28,8 @@ from pytest_llmeval.share import RunShare
 
 if TYPE_CHECKING:
     import openai
+
+T = TypeVar("T")
 
 # How often a waiting item redraws the progress line, and polls for another worker's answer.
 TICK_S = 0.25
@@ -130,42 +131,82 @@ class Engine:
 
     def start(self, request: LLMRequest) -> Pending:
         """Replay the answer from the cache where the mode allows; otherwise send it."""
-        model = request.model.name
-        self.progress.add(model, total=1)
-        notice = ""
-        if self.mode != "all":
-            lookup = self.cache.load(request)
-            if lookup.completion is not None:
-                self.progress.add(model, done=1)
-                return Pending(request, _resolved(lookup.completion))
-            shown = self.cache.shown(lookup.path)
-            if lookup.status == "unreadable":
-                notice = f"recorded answer {shown} is unreadable ({lookup.detail})"
-            if self.mode == "none":
-                self.progress.add(model, done=1, errors=1)
-                why = {
-                    "absent": f"no recorded answer (looked for {shown})",
-                    "changed": f"the answer recorded in {shown} is for a different request "
-                    "(the prompt, parameters, endpoint or model id changed)",
-                    "unreadable": notice,
-                }[lookup.status]
-                error = CallError(f"{why}; --llm-record=none replays only: record it with "
-                                  "--llm-record=new")  # fmt: skip
-                return Pending(request, _failed(error))
-            if notice:
-                notice += "; recording it again"
+        self.progress.add(request.model.name, total=1)
+        replayed, notice = self._replay(request)
+        if isinstance(replayed, Completion):
+            return Pending(request, _resolved(replayed))
+        if isinstance(replayed, CallError):
+            return Pending(request, _failed(replayed))
         return Pending(request, self._submit(request), notice)
+
+    def result(self, future: Future[T], tick: Callable[[], None] | None = None) -> T:
+        """A job's result (see ``follow``), redrawing progress meanwhile."""
+        return _result(future, tick)
 
     def wait(self, pending: Pending, tick: Callable[[], None] | None = None) -> Completion:
         """The answer (raising CallError when there is none), redrawing progress meanwhile."""
         outcome = _result(pending.future, tick)
         if isinstance(outcome, _Elsewhere):
-            return self._from_share(pending.request, tick)
+            loop = self._ensure_loop()
+            shared = asyncio.run_coroutine_threadsafe(self._from_share(pending.request), loop)
+            return _result(shared, tick)
         return outcome
 
-    def _from_share(self, request: LLMRequest, tick: Callable[[], None] | None) -> Completion:
+    def follow(self, pending: Pending, job: Callable[[Completion], Awaitable[T]]) -> Future[T]:
+        """Run ``job`` on the answer in the engine's loop as soon as it comes (to judge it,
+        concurrently with every other request); the future of its result."""
+
+        async def chain() -> T:
+            outcome = await asyncio.wrap_future(pending.future)
+            if isinstance(outcome, _Elsewhere):
+                outcome = await self._from_share(pending.request)
+            return await job(outcome)
+
+        return asyncio.run_coroutine_threadsafe(chain(), self._ensure_loop())
+
+    async def ask(self, request: LLMRequest) -> Completion:
+        """From a job in the engine's loop: an answer, as ``start`` and ``wait`` give one."""
+        self.progress.add(request.model.name, total=1)
+        replayed, _ = self._replay(request)
+        if isinstance(replayed, Completion):
+            return replayed
+        if isinstance(replayed, CallError):
+            raise replayed
+        outcome = await self._run(request, shared=True)
+        if isinstance(outcome, _Elsewhere):
+            return await self._from_share(request)
+        return outcome
+
+    def _replay(self, request: LLMRequest) -> tuple[Completion | CallError | None, str]:
+        """The recorded answer, or the error of not having one under --llm-record=none, or
+        None (ask the model); and a note for the item when its recording is unreadable."""
+        if self.mode == "all":
+            return None, ""
+        model = request.model.name
+        lookup = self.cache.load(request)
+        if lookup.completion is not None:
+            self.progress.add(model, done=1)
+            return lookup.completion, ""
+        shown = self.cache.shown(lookup.path)
+        notice = ""
+        if lookup.status == "unreadable":
+            notice = f"recorded answer {shown} is unreadable ({lookup.detail})"
+        if self.mode != "none":
+            return None, notice + ("; recording it again" if notice else "")
+        self.progress.add(model, done=1, errors=1)
+        why = {
+            "absent": f"no recorded answer (looked for {shown})",
+            "changed": f"the answer recorded in {shown} is for a different request "
+            "(the prompt, parameters, endpoint or model id changed)",
+            "unreadable": notice,
+        }[lookup.status]
+        error = CallError(f"{why}; --llm-record=none replays only: record it with "
+                          "--llm-record=new")  # fmt: skip
+        return error, ""
+
+    async def _from_share(self, request: LLMRequest) -> Completion:
+        """The answer another xdist worker claimed, once it publishes it."""
         assert self.share is not None
-        last_tick = time.monotonic()
         key = self._item_key(request)
         while (outcome := self.share.outcome(key)) is None:
             if not self.share.claimant_alive(key):
@@ -174,13 +215,10 @@ class Engine:
                 if outcome is not None:
                     break
                 # The worker that claimed it died without answering: ask here, unshared.
-                answer = _result(self._submit(request, shared=False), tick)
+                answer = await self._run(request, shared=False)
                 assert isinstance(answer, Completion)
                 return answer
-            time.sleep(POLL_S)
-            if tick is not None and time.monotonic() - last_tick >= TICK_S:
-                tick()
-                last_tick = time.monotonic()
+            await asyncio.sleep(POLL_S)
         if isinstance(outcome, CallError):
             raise outcome
         return outcome
@@ -379,9 +417,7 @@ def _failed(error: CallError) -> Future[Completion | _Elsewhere]:
     return future
 
 
-def _result(
-    future: Future[Completion | _Elsewhere], tick: Callable[[], None] | None
-) -> Completion | _Elsewhere:
+def _result(future: Future[T], tick: Callable[[], None] | None) -> T:
     if tick is None:
         return future.result()
     while True:

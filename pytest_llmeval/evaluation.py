@@ -16,7 +16,7 @@ from pytest_llmeval.engine import Engine, PlanRow
 from pytest_llmeval.gate import GateFailure, evaluate
 from pytest_llmeval.limits import AdaptiveLimit
 from pytest_llmeval.locations import relpath
-from pytest_llmeval.models import ModelSpec, load_model_table, resolve_models
+from pytest_llmeval.models import ConfigError, ModelSpec, load_model_table, resolve_models
 from pytest_llmeval.options import Settings
 from pytest_llmeval.results import Record, Summary, summarize
 from pytest_llmeval.share import RunShare
@@ -32,6 +32,7 @@ class Evaluation:
         models: dict[str, ModelSpec],
         cache: ResponseCache,
         *,
+        table: dict[str, ModelSpec] | None = None,
         share: RunShare | None = None,
         workers: int = 1,
     ) -> None:
@@ -44,6 +45,8 @@ class Evaluation:
         self.suite_files: dict[str, str] = {}  # suite name → the file that defined it first
         self.failures: list[GateFailure] = []
         self.plan: list[PlanRow] | None = None  # what a dry run found
+        self.table = table  # [tool.llmeval.models.*], for judge models too
+        self.judges: dict[str, ModelSpec] = {}
         self._engine: Engine | None = None
         self._sync_clients: dict[str, openai.OpenAI] = {}
 
@@ -56,11 +59,21 @@ class Evaluation:
             RunShare(Path(workerinput["llmeval_share"])) if "llmeval_share" in workerinput else None
         )
         workers = int(workerinput.get("workercount", 1))
-        models: dict[str, ModelSpec] = {}
-        if settings.models:
-            table = load_model_table(config_file(config))
-            models = {spec.name: spec for spec in resolve_models(list(settings.models), table)}
-        return cls(settings, models, cache, share=share, workers=workers)
+        table = load_model_table(config_file(config))
+        models = {spec.name: spec for spec in resolve_models(list(settings.models), table)}
+        return cls(settings, models, cache, table=table, share=share, workers=workers)
+
+    def judge_model(self, name: str | None) -> ModelSpec:
+        """A suite's judge (its own, or --llm-judge-model); ConfigError when there is none."""
+        name = name or self.settings.judge_model
+        if name is None:
+            raise ConfigError(
+                "no judge model: pass --llm-judge-model=NAME (ini llmeval_judge_model) "
+                "or set scoring.judge.model"
+            )
+        if name not in self.judges:
+            self.judges[name] = resolve_models([name], self.table or {})[0]
+        return self.judges[name]
 
     @property
     def engine(self) -> Engine:
@@ -105,9 +118,8 @@ class Evaluation:
 
     def check_keys(self, used: Iterable[str]) -> None:
         """One clear error, before anything runs, for every model whose key is not set."""
-        missing = {
-            name: env for name in used if (env := self.models[name].missing_key()) is not None
-        }
+        specs = {**self.judges, **self.models}
+        missing = {name: env for name in used if (env := specs[name].missing_key()) is not None}
         if missing:
             lines = [
                 f"  {name}: set the environment variable {env}" for name, env in missing.items()
@@ -125,7 +137,8 @@ class Evaluation:
         """--llm-max-cost needs a price for every model it limits."""
         if self.settings.max_cost is None:
             return
-        unpriced = sorted(name for name in used if self.models[name].price is None)
+        specs = {**self.judges, **self.models}
+        unpriced = sorted(name for name in used if specs[name].price is None)
         if unpriced:
             raise pytest.UsageError(
                 f"llmeval: --llm-max-cost needs a price for {', '.join(unpriced)}: set "

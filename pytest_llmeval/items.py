@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import Future
 from functools import cached_property
 from typing import Any
 
 import pytest
 
+from pytest_llmeval import judging
 from pytest_llmeval.cases import Case, CaseFileError, Suite, load_suite
 from pytest_llmeval.client import CallError, Completion, LLMRequest
 from pytest_llmeval.engine import Pending
 from pytest_llmeval.locations import relpath, shown_id
-from pytest_llmeval.models import ModelSpec
+from pytest_llmeval.models import ConfigError, ModelSpec
 from pytest_llmeval.report.terminal import miss_text
 from pytest_llmeval.results import Record
-from pytest_llmeval.scoring import structural
+from pytest_llmeval.scoring import combined
 from pytest_llmeval.state import RECORD, evaluation
-from pytest_llmeval.waiting import wait
+from pytest_llmeval.waiting import wait, wait_for
 
 
 class SuiteFile(pytest.File):
@@ -45,6 +47,14 @@ class SuiteFile(pytest.File):
             )
             yield SuiteErrorItem.from_parent(self, name="no-models", message=message)
             return
+        judge_model = None
+        if suite.scoring.uses_judge:
+            try:
+                judge_model = ev.judge_model(suite.scoring.judge.model)
+            except ConfigError as exc:
+                message = f"{shown}: suite {suite.name!r} is scored by a judge: {exc}"
+                yield SuiteErrorItem.from_parent(self, name="no-judge", message=message)
+                return
         for case in suite.cases:
             for model in models:
                 name = f"{case.id}[{model.name}]"
@@ -57,6 +67,7 @@ class SuiteFile(pytest.File):
                     suite=suite,
                     case=case,
                     model=model,
+                    judge_model=judge_model,
                 )
 
 
@@ -81,13 +92,24 @@ class SuiteErrorItem(pytest.Item):
 
 
 class CaseItem(pytest.Item):
-    def __init__(self, *, suite: Suite, case: Case, model: ModelSpec, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        suite: Suite,
+        case: Case,
+        model: ModelSpec,
+        judge_model: ModelSpec | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.suite = suite
         self.case = case
         self.model = model
         self.completion: Completion | None = None
         self.pending: Pending | None = None  # started by the engine once collection is done
+        self.judging: Future[judging.Judged] | None = None
+        self.judged: judging.Judged | None = None
+        self.judge_model = judge_model
         # Tags select with -k (`-k edge`); as markers they would need registering.
         self.extra_keyword_matches.update(case.tags)
 
@@ -125,12 +147,25 @@ class CaseItem(pytest.Item):
             expected_chars=len(json.dumps(self.case.expected)),
         )
 
+    def start(self) -> None:
+        """Send the request (and, for a judged suite, judge the answer when it comes)."""
+        ev = evaluation(self.config)
+        self.pending = ev.engine.start(self.request)
+        if self.suite.scoring.uses_judge:
+            run = judging.job(ev.engine, self.judge_model, self.suite, self.case,
+                              self.model.name, self.request.where)  # fmt: skip
+            self.judging = ev.engine.follow(self.pending, run)
+
     def setup(self) -> None:
-        engine = evaluation(self.config).engine
         # Started once collection was done; a rerun of the item asks again.
-        pending, self.pending = self.pending or engine.start(self.request), None
+        if self.pending is None:
+            self.start()
+        assert self.pending is not None
+        pending, judging_, self.pending, self.judging = self.pending, self.judging, None, None
         try:
             self.completion = wait(self.config, pending)
+            if judging_ is not None:
+                self.judged = wait_for(self.config, judging_)
         except CallError as exc:
             failure = str(exc)
         else:
@@ -140,13 +175,12 @@ class CaseItem(pytest.Item):
 
     def runtest(self) -> None:
         assert self.completion is not None
-        done = self.completion
-        expected, options = self.case.expected, self.suite.scoring
-        if not self.suite.response_format.json_mode and isinstance(expected, str):
-            # A free-text suite expecting a string compares the whole answer with it.
-            verdict = structural.score_value(expected, done.text.strip(), options)
-        else:
-            verdict = structural.score(expected, done.text, options)
+        done, judged = self.completion, self.judged
+        if judged is None:
+            scoring, json_mode = self.suite.scoring, self.suite.response_format.json_mode
+            judged = judging.Judged(combined.settle(self.case.expected, done.text, scoring,
+                                                    json_mode)[0])  # fmt: skip
+        verdict = judged.verdict
         record = self._record(
             outcome=verdict.outcome,
             score=verdict.score,
@@ -158,9 +192,11 @@ class CaseItem(pytest.Item):
             input_tokens=done.input_tokens,
             output_tokens=done.output_tokens,
             cost=done.cost,
-            cached=done.cached,
+            cached=done.cached and judged.cached,
             attempts=done.attempts,
             rate_limited=done.rate_limited,
+            judge_calls=judged.calls,
+            judge_cost=judged.cost if judged.calls else None,
         )
         self.stash[RECORD] = record
         if not verdict.passed and evaluation(self.config).settings.strict:

@@ -45,6 +45,8 @@ OPTIONS = (
            "llmeval-cache"),
     Option("max_cost", "float", "dollars this run may spend; requests that would pass it are "
            "not sent (their items are errors)"),
+    Option("judge_model", "str", "the model that grades answers of suites scored by a judge "
+           "(a suite's `scoring.judge.model` wins)"),
     Option("dry_run", "bool", "count requests and estimate tokens and cost per model; call "
            "nothing", False),
 )  # fmt: skip
@@ -88,6 +90,7 @@ class Settings:
     record: str
     cache_dir: str
     max_cost: float | None
+    judge_model: str | None
     dry_run: bool
 
     @classmethod

@@ -71,8 +71,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         ev = evaluation(session.config)
         if ev.settings.dry_run:
             raise pytest.UsageError("llmeval: --llm-dry-run runs in one process; drop -n")
-        ev.check_prices(ev.models)
-        ev.check_keys(ev.models)
+        used = set(ev.models)
+        if ev.settings.judge_model is not None:
+            try:
+                used.add(ev.judge_model(None).name)
+            except ConfigError as exc:
+                raise pytest.UsageError(f"llmeval: --llm-judge-model: {exc}") from None
+        ev.check_prices(used)
+        ev.check_keys(used)
 
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected
@@ -84,6 +90,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if isinstance(item, CaseItem):
             used.add(item.model.name)
+            if item.judge_model is not None:
+                used.add(item.judge_model.name)
         elif isinstance(item, pytest.Function) and hasattr(item, "callspec"):
             name = item.callspec.params.get(FIXTURE)
             if isinstance(name, str):
@@ -108,7 +116,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         ev.plan = ev.engine.plan(item.request for item in cases)
         return True
     for item in cases:
-        item.pending = ev.engine.start(item.request)
+        item.start()
     config.stash[PROGRESS] = ProgressLine(config, ev.engine.status)
     return None
 

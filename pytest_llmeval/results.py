@@ -36,6 +36,8 @@ class Record:
     cached: bool = False  # the answer was replayed from the response cache
     attempts: int = 0  # HTTP attempts made for it (0 when replayed)
     rate_limited: int = 0  # of those, answered 429
+    judge_calls: int = 0  # the judge's answers used to score it
+    judge_cost: float | None = None  # what they cost (None: no judge, or no price)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +121,18 @@ class Summary:
         if not called or any(r.cost is None for r in called):
             return None
         return sum(r.cost or 0.0 for r in called)
+
+    @property
+    def judged(self) -> bool:
+        return any(r.judge_calls for r in self.records)
+
+    @property
+    def judge_cost(self) -> float | None:
+        """Dollars spent on the judge, apart from the model's; None when a price is unknown."""
+        judged = [r for r in self.records if r.judge_calls]
+        if not judged or any(r.judge_cost is None for r in judged):
+            return None
+        return sum(r.judge_cost or 0.0 for r in judged)
 
     @property
     def threshold(self) -> float | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import Future
+from typing import TypeVar
 
 import pytest
 
@@ -10,9 +12,22 @@ from pytest_llmeval.client import Completion
 from pytest_llmeval.engine import Pending
 from pytest_llmeval.state import PROGRESS, evaluation
 
+T = TypeVar("T")
+
 
 class CacheWarning(UserWarning):
     """A recorded answer could not be used as it is (shown in pytest's warnings summary)."""
+
+
+def wait_for(config: pytest.Config, future: Future[T]) -> T:
+    """A job's result (the judge's verdict), with the progress line meanwhile."""
+    engine = evaluation(config).engine
+    progress = config.stash.get(PROGRESS, None)
+    try:
+        return engine.result(future, progress.tick if progress is not None else None)
+    finally:
+        if progress is not None:
+            progress.clear()
 
 
 def wait(config: pytest.Config, pending: Pending) -> Completion:

@@ -122,9 +122,9 @@ cases:
             "s.llmeval.yaml:3: `threshold` must be a number from 0 to 1, not 1.5",
         ),
         (
-            CASE_HEAD.replace("cases:", "scoring: {method: judge}\ncases:")
+            CASE_HEAD.replace("cases:", "scoring: {method: semantic}\ncases:")
             + "  - {id: a, inputs: {review: x}, expected: 1}\n",
-            "s.llmeval.yaml:3: unknown scoring method 'judge'; available: structural",
+            "s.llmeval.yaml:3: unknown scoring method 'semantic'; available: fields, judge, structural",
         ),
         (CASE_HEAD + "  []\n", "s.llmeval.yaml:4: `cases` must be a non-empty list"),
         (

@@ -38,7 +38,11 @@ def write_summary(
         # :g keeps 99.5% from showing as 100%.
         gate = f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
         tw.write_sep("-", f"llmeval: {suite} ({gate})")
-        _table(tw, [HEADER, *(_row(s) for s in rows)])
+        if any(s.judged for s in rows):  # the judge's cost apart from the model's
+            lines = [(*_row(s), _dollars(s.judge_cost)) for s in rows]
+            _table(tw, [(*HEADER, "judge cost"), *lines])
+        else:
+            _table(tw, [HEADER, *(_row(s) for s in rows)])
         fields = list(dict.fromkeys(name for s in rows for name in s.field_rates))
         if fields:
             tw.write_line("")

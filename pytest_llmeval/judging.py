@@ -1,0 +1,100 @@
+"""An answer judged in the engine's loop: what needs no model is settled, the judge grades
+the rest (each grade asked again once when it cannot be read), the grades are folded in."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pytest_llmeval.cases import Case, Message, ResponseFormat, Suite
+from pytest_llmeval.client import CallError, Completion, LLMRequest
+from pytest_llmeval.engine import Engine
+from pytest_llmeval.models import ModelSpec
+from pytest_llmeval.scoring import Verdict
+from pytest_llmeval.scoring.combined import Judgement, ToJudge, settle, with_grades
+from pytest_llmeval.scoring.judge import JudgeConfig, parse_grade, prompt
+
+ATTEMPTS = 2  # an unreadable grade is asked for once more, then it is an error
+
+
+@dataclass(frozen=True)
+class Judged:
+    verdict: Verdict
+    calls: int = 0  # judge answers used (replayed ones included)
+    cost: float | None = 0.0  # what they cost; None when the judge's price is unknown
+    cached: bool = True  # every one of them replayed
+
+
+@dataclass(frozen=True)
+class Grading:
+    judgement: Judgement
+    answers: tuple[Completion, ...]
+
+
+async def grade(
+    engine: Engine,
+    judge: ModelSpec,
+    config: JudgeConfig,
+    task_input: str,
+    todo: ToJudge,
+    *,
+    group: str,
+    name: str,
+    where: str,
+) -> Grading:
+    """The judge's grade of one answer (or field), and the answers it took."""
+    text = prompt(config, task_input, todo.reference, todo.answer)
+    answers: list[Completion] = []
+    for attempt in range(ATTEMPTS):
+        request = LLMRequest(
+            model=judge,
+            messages=(Message("user", text),),
+            response_format=ResponseFormat(json_mode=False),
+            repeat=attempt,  # a second asking is its own recording
+            group=group,
+            name=f"{name}.judge-{todo.label}",
+            where=f"{where}, judge {judge.name}",
+        )
+        done = await engine.ask(request)
+        answers.append(done)
+        found = parse_grade(done.text)
+        if found is not None:
+            return Grading(Judgement(found, done.text.strip()), tuple(answers))
+    said = " ".join(answers[-1].text.split())[:300]
+    raise CallError(
+        f"the judge ({judge.name}) gave no CORRECT/INCORRECT grade for {todo.label!r} in "
+        f"{ATTEMPTS} answers; it last said: {said!r}"
+    )
+
+
+def job(
+    engine: Engine, judge: ModelSpec | None, suite: Suite, case: Case, model: str, where: str
+) -> Callable[[Completion], Awaitable[Judged]]:
+    """What the engine runs on a case's answer as soon as it comes."""
+    messages = suite.render(case)
+    task_input = next((m.content for m in reversed(messages) if m.role == "user"), "")
+
+    async def run(answer: Completion) -> Judged:
+        scoring = suite.scoring
+        verdict, todo = settle(case.expected, answer.text, scoring, suite.response_format.json_mode)
+        if not todo:
+            return Judged(verdict)
+        assert judge is not None  # a suite that judges has a judge model (checked at collection)
+        gradings = await asyncio.gather(*(
+            grade(engine, judge, scoring.judge, task_input, part, group=suite.name,
+                  name=f"{case.id}.{model}", where=where)
+            for part in todo
+        ))  # fmt: skip
+        answers = [a for g in gradings for a in g.answers]
+        costs = [a.cost for a in answers]
+        return Judged(
+            verdict=with_grades(
+                verdict, {p.label: g.judgement for p, g in zip(todo, gradings, strict=True)}
+            ),
+            calls=len(answers),
+            cost=None if None in costs else sum(c or 0.0 for c in costs),
+            cached=all(a.cached for a in answers),
+        )
+
+    return run
