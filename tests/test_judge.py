@@ -1,0 +1,252 @@
+"""The judge and the per-field scorers: grades read from free text, fields scored each their
+own way, and judged suites end to end against the test server acting as the judge."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from pytest_llmeval.scoring.fields import FieldRule, normalize, score_field
+from pytest_llmeval.scoring.judge import parse_grade
+from tests.conftest import REVIEWS, oracle, write_config
+from tests.openai_server import OpenAIServer, Reply, Request
+
+
+@pytest.mark.parametrize(
+    ("said", "grade"),
+    [
+        ("The answer lists both complaints.\nGRADE: CORRECT", "CORRECT"),
+        ("Step 1: ...\nGRADE: INCORRECT", "INCORRECT"),
+        ("**Grade:** correct.", "CORRECT"),
+        ("grade = Incorrect", "INCORRECT"),
+        ("GRADE: not correct", "INCORRECT"),
+        ("It misses one dislike.\n\nINCORRECT", "INCORRECT"),
+        ("Looks the same to me. Correct.", "CORRECT"),
+        ("First GRADE: CORRECT\nOn reflection... GRADE: INCORRECT", "INCORRECT"),
+        ("", None),
+        ("I cannot tell.", None),
+        ("Is it correct or incorrect? Hard to say.", None),
+        ("It was graded incorrectly before.", None),
+        ("GRADE: maybe", None),
+    ],
+)
+def test_grades_are_read_from_what_the_judge_says(said: str, grade: str | None) -> None:
+    assert parse_grade(said) == grade
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected", "actual", "passed"),
+    [
+        (FieldRule("exact"), 2, 2.0, True),
+        (FieldRule("exact"), True, 1, False),
+        (FieldRule("exact"), "Desk chair", "desk chair", False),
+        (FieldRule("normalized"), "Desk chair", "  desk-chair! ", True),
+        (FieldRule("normalized"), "desk chair", "office chair", False),
+        (FieldRule("numeric", tolerance=0.5), 4, 4.5, True),
+        (FieldRule("numeric", tolerance=0.5), 4, 4.6, False),
+        (FieldRule("numeric"), 4, "4", False),
+        (FieldRule("unordered"), ["a", "b", "b"], ["b", "a", "b"], True),
+        (FieldRule("unordered"), ["a", "b", "b"], ["a", "b"], False),
+        (FieldRule("fuzzy_list", threshold=0.8), ["height adjustment faulty"],
+         ["Height adjustment is faulty"], True),
+        (FieldRule("fuzzy_list", threshold=0.8), ["uncomfortable"], ["comfortable seat"], False),
+        (FieldRule("fuzzy_list"), ["quiet"], ["quiet", "cheap"], False),
+        (FieldRule("fuzzy_list"), [], [], True),
+    ],
+)  # fmt: skip
+def test_field_scorers(rule: FieldRule, expected: object, actual: object, passed: bool) -> None:
+    assert score_field(rule, expected, actual).passed is passed
+
+
+def test_normalized_text_ignores_case_punctuation_and_spacing() -> None:
+    assert normalize("  The  Height-Adjustment, faulty! ") == "the height adjustment faulty"
+
+
+# -- judged suites end to end --------------------------------------------------------------
+
+JUDGED_SUITE = """\
+suite: reviews
+prompt:
+  system: Extract product, star_rating, specific_likes, specific_dislikes as JSON.
+  user: "{review}"
+scoring:
+  method: fields
+  fields:
+    product: normalized
+    star_rating: {method: numeric, tolerance: 0}
+    specific_likes: unordered
+    specific_dislikes: judge
+cases:
+"""
+
+
+def judged_suite(scoring: str | None = None) -> str:
+    text = JUDGED_SUITE if scoring is None else re.sub(
+        r"scoring:\n(  .*\n)+", scoring, JUDGED_SUITE
+    )  # fmt: skip
+    for case_id, (review, expected) in REVIEWS.items():
+        text += f"  - id: {case_id}\n    inputs: {{review: {json.dumps(review)}}}\n"
+        text += f"    expected: {json.dumps(expected)}\n"
+    return text
+
+
+def reworded(request: Request) -> dict[str, object]:
+    """Right, but every dislike said in other words (and the product in capitals)."""
+    answer = oracle(request)
+    return {
+        **answer,
+        "product": str(answer["product"]).upper(),
+        "specific_dislikes": [f"the {d} part" for d in answer["specific_dislikes"]],  # type: ignore[attr-defined]
+    }
+
+
+def section(prompt: str, title: str) -> str:
+    return prompt.split(title + "\n", 1)[1].split("\n\n", 1)[0]
+
+
+def fair_judge(request: Request) -> Reply:
+    """CORRECT when every reference dislike's words appear in the graded answer."""
+    prompt = request.last_user_content
+    reference = json.loads(section(prompt, "Reference answer:"))
+    answer = section(prompt, "Answer to grade:")
+    right = all(word in answer for item in reference for word in item.split())
+    grade = "CORRECT" if right else "INCORRECT"
+    return Reply(content=f"The answer covers {'all' if right else 'not all'} items.\nGRADE: {grade}",
+                 prompt_tokens=100, completion_tokens=10)  # fmt: skip
+
+
+def judge_config(pytester: pytest.Pytester, server: OpenAIServer, ini: str = "") -> None:
+    """m1 under test; the judge configured (priced), not in the matrix."""
+    pytester.makepyprojecttoml(f"""
+[tool.pytest.ini_options]
+llmeval_models = "m1"
+llmeval_judge_model = "judge"
+{ini}
+
+[tool.llmeval.models.m1]
+base_url = "{server.url}"
+price = {{input_per_1k = 0.001, output_per_1k = 0.002}}
+
+[tool.llmeval.models.judge]
+base_url = "{server.url}"
+price = {{input_per_1k = 0.01, output_per_1k = 0.02}}
+""")
+
+
+def test_a_mixed_suite_scores_each_field_its_own_way(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    openai_server.on("m1", reworded)
+    openai_server.on("judge", fair_judge)
+    judge_config(pytester, openai_server)
+    pytester.makefile(".llmeval.yaml", reviews=judged_suite())
+    result = pytester.runpytest()
+    assert result.parseoutcomes() == {"passed": 3}
+    # Two reviews have dislikes to judge; the kettle's (none) match exactly, so no judge.
+    judged = [r for r in openai_server.requests if r.model == "judge"]
+    assert len(judged) == 2
+    out = result.stdout.str()
+    # The judge's cost apart: 2 answers x (100 x $0.01 + 10 x $0.02) / 1000 = $0.0024.
+    header = next(line for line in result.stdout.lines if line.startswith("model "))
+    assert header.endswith("cost  judge cost")
+    row = next(line for line in result.stdout.lines if line.startswith("m1 "))
+    assert row.endswith("$0.0024")
+    for field in ("product", "star_rating", "specific_likes", "specific_dislikes"):
+        assert re.search(rf"^{field} +100\.0%$", out, re.M), out
+
+
+def test_a_wrong_field_fails_the_case_and_the_judge_says_why(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    def wrong_dislikes(request: Request) -> dict[str, object]:
+        answer = oracle(request)
+        return {**answer, "specific_dislikes": ["price"] if answer["specific_dislikes"] else []}
+
+    openai_server.on("m1", wrong_dislikes)
+    openai_server.on("judge", fair_judge)
+    judge_config(pytester, openai_server)
+    pytester.makefile(".llmeval.yaml", reviews=judged_suite())
+    result = pytester.runpytest()
+    assert result.parseoutcomes() == {"passed": 1, "missed": 2}
+    result.stdout.fnmatch_lines([
+        "MISS reviews.llmeval.yaml::desk-chair[[]m1[]]*",
+        "*specific_dislikes: the judge graded it INCORRECT: The answer covers not all items. GRADE: INCORRECT",
+    ])  # fmt: skip
+    assert re.search(r"^specific_dislikes +33\.3%$", result.stdout.str(), re.M)
+
+
+def test_an_unreadable_grade_is_asked_again_once_then_is_an_error(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    openai_server.on("m1", reworded)
+
+    # desk-chair: unreadable, then a grade; headphones: unreadable twice.
+    def vague_judge(request: Request) -> str:
+        seen = sum(r.last_user_content == request.last_user_content for r in openai_server.requests)
+        if "band pinches" in request.last_user_content or seen == 1:
+            return "Hmm, hard to say."
+        return "GRADE: CORRECT"
+
+    openai_server.on("judge", vague_judge)
+    judge_config(pytester, openai_server)
+    pytester.makefile(".llmeval.yaml", reviews=judged_suite())
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines([
+        "reviews.llmeval.yaml:*: case 'headphones', model m1: no answer: the judge (judge) gave "
+        "no CORRECT/INCORRECT grade for 'specific_dislikes' in 2 answers; it last said: "
+        "'Hmm, hard to say.'",
+    ])  # fmt: skip
+    assert len([r for r in openai_server.requests if r.model == "judge"]) == 4
+
+
+def test_judge_answers_are_recorded_and_replayed(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    openai_server.on("m1", reworded)
+    openai_server.on("judge", fair_judge)
+    judge_config(pytester, openai_server)
+    pytester.makefile(".llmeval.yaml", reviews=judged_suite())
+    pytester.runpytest().assert_outcomes(passed=3)
+    calls = openai_server.calls()
+    recorded = sorted(p.name for p in (pytester.path / "llmeval-cache" / "reviews").iterdir())
+    assert len([n for n in recorded if ".judge-specific_dislikes.judge." in n]) == 2
+    again = pytester.runpytest("--llm-record=none", "-v")
+    again.assert_outcomes(passed=3)
+    again.stdout.fnmatch_lines(["*desk-chair[[]m1[]] PASSED (replayed)*"])
+    assert openai_server.calls() == calls
+    # The judged answer is part of the judge's key: a new answer is judged anew.
+    openai_server.on("m1", lambda r: {**reworded(r), "specific_dislikes": ["other words"]})
+    assert pytester.runpytest("--llm-record=all").parseoutcomes() == {"passed": 1, "missed": 2}
+
+
+def test_whole_answers_judged_and_only_when_different(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    openai_server.on("m1", lambda r: oracle(r) if "kettle" in r.last_user_content.lower()
+                     else reworded(r))  # fmt: skip
+    openai_server.on("judge", "Same meaning.\nGRADE: CORRECT")
+    judge_config(pytester, openai_server)
+    scoring = "scoring:\n  method: judge\n  judge: {criteria: Ignore letter case.}\n"
+    pytester.makefile(".llmeval.yaml", reviews=judged_suite(scoring))
+    pytester.runpytest().assert_outcomes(passed=3)
+    prompts = [r.last_user_content for r in openai_server.requests if r.model == "judge"]
+    assert len(prompts) == 2  # the kettle's exact answer needed no judge
+    assert all("Ignore letter case." in p for p in prompts)
+    assert all("Input:\nHeadphones" in p or "Input:\nThis desk chair" in p for p in prompts)
+
+
+def test_a_judged_suite_needs_a_judge_model(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    write_config(pytester, openai_server, ["m1"])
+    pytester.makefile(".llmeval.yaml", reviews=judged_suite())
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "reviews.llmeval.yaml: suite 'reviews' is scored by a judge: no judge model: pass "
+        "--llm-judge-model=NAME (ini llmeval_judge_model) or set scoring.judge.model",
+    ])  # fmt: skip
+    assert openai_server.calls() == 0
