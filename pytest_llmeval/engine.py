@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import math
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -138,6 +138,10 @@ class Engine:
         if isinstance(replayed, CallError):
             return Pending(request, _failed(replayed))
         return Pending(request, self._submit(request), notice)
+
+    def run(self, job: Coroutine[Any, Any, T]) -> Future[T]:
+        """Run a coroutine that asks through this engine (``ask``) in its loop."""
+        return asyncio.run_coroutine_threadsafe(job, self._ensure_loop())
 
     def result(self, future: Future[T], tick: Callable[[], None] | None = None) -> T:
         """A job's result (see ``follow``), redrawing progress meanwhile."""

@@ -1,0 +1,150 @@
+"""How far a judge agrees with people: human-labelled answers graded by the judge, then
+the agreement rate and Cohen's kappa (agreement beyond what chance would give)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pytest_llmeval.client import CallError
+from pytest_llmeval.engine import Engine
+from pytest_llmeval.judging import grade
+from pytest_llmeval.models import ModelSpec
+from pytest_llmeval.scoring.combined import ToJudge
+from pytest_llmeval.scoring.judge import Grade, JudgeConfig
+
+LABEL_KEYS = frozenset({"id", "input", "reference", "answer", "human", "why"})
+FILE_KEYS = frozenset({"description", "field", "criteria", "prompt", "labels"})
+GRADES = ("CORRECT", "INCORRECT")
+
+
+class LabelFileError(Exception):
+    """A labels file that cannot be used, with every problem named."""
+
+
+@dataclass(frozen=True)
+class Label:
+    id: str
+    input: str
+    reference: Any
+    answer: Any
+    human: Grade
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    path: Path
+    labels: tuple[Label, ...]
+    judge: JudgeConfig
+
+
+@dataclass(frozen=True)
+class Graded:
+    label: Label
+    judge: Grade | None  # None: the judge gave no readable grade
+    reasoning: str
+
+
+def load_labels(path: Path) -> LabelSet:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise LabelFileError(f"{path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
+        raise LabelFileError(f"{path}: expected a mapping with a `labels:` list")
+    problems = [f"{path}: unknown key {k!r}" for k in data if k not in FILE_KEYS]
+    labels, seen = [], set()
+    for n, entry in enumerate(data["labels"], start=1):
+        where = f"{path}: label {n}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a mapping")
+            continue
+        where = f"{path}: label {entry.get('id', n)!r}"
+        problems += [f"{where}: unknown key {k!r}" for k in entry if k not in LABEL_KEYS]
+        missing = [k for k in ("id", "input", "reference", "answer", "human") if k not in entry]
+        if missing:
+            problems.append(f"{where}: missing {', '.join(missing)}")
+            continue
+        if entry["human"] not in GRADES:
+            problems.append(f"{where}: `human` must be CORRECT or INCORRECT")
+            continue
+        if entry["id"] in seen:
+            problems.append(f"{where}: duplicate id")
+            continue
+        seen.add(entry["id"])
+        labels.append(
+            Label(str(entry["id"]), str(entry["input"]), entry["reference"], entry["answer"],
+                  entry["human"])
+        )  # fmt: skip
+    if problems:
+        raise LabelFileError("\n".join(problems))
+    config = JudgeConfig(criteria=str(data.get("criteria", "")), prompt=data.get("prompt"))
+    return LabelSet(path, tuple(labels), config)
+
+
+def grade_all(engine: Engine, judge: ModelSpec, labels: LabelSet) -> list[Graded]:
+    """Every label graded by the judge, concurrently, through the engine (and its cache)."""
+
+    async def one(label: Label) -> Graded:
+        todo = ToJudge("label", label.reference, label.answer)
+        try:
+            grading = await grade(engine, judge, labels.judge, label.input, todo,
+                                  group=labels.path.stem, name=label.id,
+                                  where=f"{labels.path.name}: label {label.id!r}")  # fmt: skip
+        except CallError as exc:
+            return Graded(label, None, str(exc))
+        return Graded(label, grading.judgement.grade, grading.judgement.reasoning)
+
+    async def every() -> list[Graded]:
+        return list(await asyncio.gather(*(one(label) for label in labels.labels)))
+
+    return engine.result(engine.run(every()))
+
+
+@dataclass(frozen=True)
+class Agreement:
+    both_correct: int  # human CORRECT, judge CORRECT
+    both_incorrect: int
+    judge_only_correct: int  # the judge passed what a person failed
+    human_only_correct: int  # the judge failed what a person passed
+    ungraded: int
+
+    @property
+    def graded(self) -> int:
+        return (self.both_correct + self.both_incorrect + self.judge_only_correct
+                + self.human_only_correct)  # fmt: skip
+
+    @property
+    def rate(self) -> float | None:
+        return (self.both_correct + self.both_incorrect) / self.graded if self.graded else None
+
+    @property
+    def kappa(self) -> float | None:
+        """Cohen's kappa; None when chance alone explains it all (one class only)."""
+        n = self.graded
+        if not n:
+            return None
+        human_yes = (self.both_correct + self.human_only_correct) / n
+        judge_yes = (self.both_correct + self.judge_only_correct) / n
+        chance = human_yes * judge_yes + (1 - human_yes) * (1 - judge_yes)
+        if chance == 1:
+            return None
+        assert self.rate is not None
+        return (self.rate - chance) / (1 - chance)
+
+
+def agreement(results: list[Graded]) -> Agreement:
+    def count(human: str, judge: str | None) -> int:
+        return sum(r.label.human == human and r.judge == judge for r in results)
+
+    return Agreement(
+        both_correct=count("CORRECT", "CORRECT"),
+        both_incorrect=count("INCORRECT", "INCORRECT"),
+        judge_only_correct=count("INCORRECT", "CORRECT"),
+        human_only_correct=count("CORRECT", "INCORRECT"),
+        ungraded=sum(r.judge is None for r in results),
+    )

@@ -1,0 +1,100 @@
+"""The ``llmeval`` command. ``llmeval agreement LABELS --judge-model NAME``: how far a judge
+agrees with human verdicts (agreement rate, Cohen's kappa, where they differ)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pytest_llmeval.agreement import LabelFileError, agreement, grade_all, load_labels
+from pytest_llmeval.cache import ResponseCache
+from pytest_llmeval.engine import Engine
+from pytest_llmeval.models import ConfigError, load_model_table, resolve_models
+
+SHOWN = 160
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llmeval", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    agree = commands.add_parser("agreement", help="measure a judge against human labels")
+    agree.add_argument("labels", type=Path, help="YAML file of labelled answers")
+    agree.add_argument("--judge-model", required=True, help="a model name, as in --llm-models")
+    agree.add_argument(
+        "--config",
+        type=Path,
+        default=Path("pyproject.toml"),
+        help="pyproject.toml with [tool.llmeval.models] (default: ./pyproject.toml)",
+    )
+    agree.add_argument(
+        "--record",
+        choices=("none", "new", "all"),
+        default="new",
+        help="response cache mode, as --llm-record",
+    )
+    agree.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="recorded answers (default: llmeval-cache beside the config file)",
+    )
+    agree.add_argument("--concurrency", type=int, default=16)
+    agree.add_argument("--timeout", type=float, default=60.0)
+    agree.add_argument("--min-kappa", type=float, default=None,
+                       help="exit 1 when Cohen's kappa is below this")  # fmt: skip
+    args = parser.parse_args(argv)
+    try:
+        labels = load_labels(args.labels)
+        table = load_model_table(args.config)
+        judge = resolve_models([args.judge_model], table)[0]
+    except (LabelFileError, ConfigError) as exc:
+        print(f"llmeval: {exc}", file=sys.stderr)
+        return 2
+    if judge.missing_key():
+        print(f"llmeval: no API key for {judge.name}: set {judge.missing_key()}", file=sys.stderr)
+        return 2
+    root = args.cache_dir or args.config.resolve().parent / "llmeval-cache"
+    engine = Engine(ResponseCache(root, str(root)), mode=args.record,
+                    concurrency=args.concurrency, timeout=args.timeout, max_retries=2)  # fmt: skip
+    try:
+        results = grade_all(engine, judge, labels)
+    finally:
+        engine.close()
+    found = agreement(results)
+    print(f"judge {judge.name} against {len(results)} human labels in {args.labels}")
+    rows = [
+        ("human CORRECT,   judge CORRECT", found.both_correct, ""),
+        ("human INCORRECT, judge INCORRECT", found.both_incorrect, ""),
+        (
+            "human INCORRECT, judge CORRECT",
+            found.judge_only_correct,
+            "passed a wrong one",
+        ),
+        (
+            "human CORRECT,   judge INCORRECT",
+            found.human_only_correct,
+            "failed a right one",
+        ),
+        ("no readable grade", found.ungraded, ""),
+    ]
+    for what, count, note in rows:
+        print(f"  {what:<34}{count:4}" + (f"  ({note})" if note and count else ""))
+    rate = "-" if found.rate is None else f"{found.rate:.1%}"
+    kappa = "undefined (one class only)" if found.kappa is None else f"{found.kappa:.3f}"
+    print(f"agreement {rate} of {found.graded} graded; Cohen's kappa {kappa}")
+    for result in results:
+        if result.judge != result.label.human:
+            said = " ".join(result.reasoning.split())
+            said = said if len(said) <= SHOWN else said[: SHOWN - 1] + "…"
+            print(f"  {result.label.id}: human {result.label.human}, "
+                  f"judge {result.judge or 'no grade'}: {said}")  # fmt: skip
+    if args.min_kappa is not None and (found.kappa is None or found.kappa < args.min_kappa):
+        print(f"llmeval: kappa below --min-kappa {args.min_kappa}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

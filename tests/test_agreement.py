@@ -1,0 +1,117 @@
+"""`llmeval agreement`: a judge measured against human labels, with hand-computed kappas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_llmeval import cli
+from pytest_llmeval.agreement import Agreement
+from tests.openai_server import OpenAIServer, Reply, Request
+
+
+@pytest.mark.parametrize(
+    ("counts", "rate", "kappa"),
+    [
+        # po = 0.7; P(human yes) = 0.5, P(judge yes) = 0.6; pe = 0.3 + 0.2 = 0.5;
+        # kappa = (0.7 - 0.5) / (1 - 0.5) = 0.4
+        ((4, 3, 2, 1), 0.7, 0.4),
+        # n = 50, po = 0.7; P(human yes) = 0.6, P(judge yes) = 0.5; pe = 0.5; kappa = 0.4
+        ((20, 15, 5, 10), 0.7, 0.4),
+        # Always the opposite of a 50/50 human: po = 0, pe = 0.5, kappa = -1
+        ((0, 0, 5, 5), 0.0, -1.0),
+        # Perfect agreement on both classes: kappa 1
+        ((6, 4, 0, 0), 1.0, 1.0),
+        # po = 0.9; P(human yes) = 0.9, P(judge yes) = 1.0; pe = 0.9: agreement by chance only
+        ((9, 0, 1, 0), 0.9, 0.0),
+        # One class only: chance explains everything, kappa is undefined
+        ((10, 0, 0, 0), 1.0, None),
+    ],
+)
+def test_agreement_and_kappa(
+    counts: tuple[int, int, int, int], rate: float, kappa: float | None
+) -> None:
+    found = Agreement(*counts, ungraded=0)
+    assert found.rate == pytest.approx(rate)
+    assert found.kappa == (None if kappa is None else pytest.approx(kappa))
+
+
+# Human verdicts and what the test judge says (CORRECT when the answer says "same"):
+# 4 both CORRECT, 3 both INCORRECT, 2 the judge passes wrongly, 1 it fails wrongly.
+LABELS = [
+    ("a1", "same thing", "CORRECT"), ("a2", "same words", "CORRECT"),
+    ("a3", "same idea", "CORRECT"), ("a4", "same list", "CORRECT"),
+    ("b1", "other thing", "INCORRECT"), ("b2", "other words", "INCORRECT"),
+    ("b3", "other idea", "INCORRECT"),
+    ("c1", "same but missing one", "INCORRECT"), ("c2", "same but invented one", "INCORRECT"),
+    ("d1", "reworded entirely", "CORRECT"),
+]  # fmt: skip
+
+
+def write_labels(path: Path) -> Path:
+    lines = ["description: test labels", "field: specific_dislikes", "labels:"]
+    for label_id, answer, human in LABELS:
+        lines += [
+            f"  - id: {label_id}",
+            "    input: a review",
+            '    reference: ["the reference"]',
+            f"    answer: [{json.dumps(answer)}]",
+            f"    human: {human}",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def said_same(request: Request) -> Reply:
+    answer = request.last_user_content.split("Answer to grade:\n", 1)[1].split("\n\n")[0]
+    grade = "CORRECT" if "same" in answer else "INCORRECT"
+    return Reply(content=f"Reasoning about {answer}.\nGRADE: {grade}")
+
+
+def test_the_command_measures_a_judge_and_replays_its_grades(
+    tmp_path: Path, openai_server: OpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    openai_server.on("judge", said_same)
+    config = tmp_path / "pyproject.toml"
+    config.write_text(f'[tool.llmeval.models.judge]\nbase_url = "{openai_server.url}"\n')
+    labels = write_labels(tmp_path / "labels.yaml")
+    argv = ["agreement", str(labels), "--judge-model", "judge", "--config", str(config)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "agreement 70.0% of 10 graded; Cohen's kappa 0.400" in out
+    assert "  human INCORRECT, judge CORRECT       2  (passed a wrong one)" in out
+    assert '  c1: human INCORRECT, judge CORRECT: Reasoning about ["same but missing one"].' in out
+    assert "  d1: human CORRECT, judge INCORRECT:" in out
+    assert openai_server.calls() == 10
+    # Recorded: measured again offline, the same figures, no call.
+    assert cli.main([*argv, "--record", "none", "--min-kappa", "0.5"]) == 1
+    assert "Cohen's kappa 0.400" in capsys.readouterr().out
+    assert openai_server.calls() == 10
+    assert len(list((tmp_path / "llmeval-cache" / "labels").iterdir())) == 10
+
+
+def test_a_bad_labels_file_is_named_label_by_label(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = tmp_path / "labels.yaml"
+    labels.write_text(
+        "labels:\n"
+        "  - {id: a, input: x, reference: y, answer: y, human: yes}\n"
+        "  - {id: b, input: x, answer: y, human: CORRECT}\n"
+        "  - {id: a, input: x, reference: y, answer: y, human: CORRECT, note: z}\n"
+    )
+    argv = [
+        "agreement",
+        str(labels),
+        "--judge-model",
+        "gpt-4o",
+        "--config",
+        str(tmp_path / "none.toml"),
+    ]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{labels}: label 'a': `human` must be CORRECT or INCORRECT" in err
+    assert f"{labels}: label 'b': missing reference" in err
+    assert f"{labels}: label 'a': unknown key 'note'" in err
