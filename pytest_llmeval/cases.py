@@ -50,7 +50,7 @@ SCORING_KEYS = frozenset(
 )
 SCORING_METHODS = frozenset({"structural", "judge", "fields"})
 FIELD_RULE_KEYS = frozenset({"method", "tolerance", "threshold"})
-JUDGE_KEYS = frozenset({"model", "criteria", "prompt", "only_when_different"})
+JUDGE_KEYS = frozenset({"model", "criteria", "prompt", "messages", "only_when_different"})
 
 CASE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 # `{name}` is a variable; `{{name}}` is a literal `{name}`; any other brace (JSON in a
@@ -420,26 +420,34 @@ class _SuiteReader:
         keys = self.mapping(node, JUDGE_KEYS, "`scoring.judge`")
         if keys is None:
             return JudgeConfig()
-        values = {k: _construct(v) for k, v in keys.items()}
+        values = {k: _construct(v) for k, v in keys.items() if k != "messages"}
         for key in ("model", "criteria", "prompt"):
             if key in values and not (isinstance(values[key], str) and values[key].strip()):
                 self.problem(keys[key], f"`judge.{key}` must be a non-empty string")
                 return JudgeConfig()
+        needed = ("{reference}", "{answer}")
         template = values.get("prompt")
-        if template is not None and not all(
-            "{" + f + "}" in template for f in ("reference", "answer")
-        ):
+        if template is not None and not all(part in template for part in needed):
             self.problem(keys["prompt"], "`judge.prompt` must contain {reference} and {answer}")
+        turns: list[Message] = []
+        if "messages" in keys:
+            turns = self.message_list(keys["messages"], "`judge.messages`")
+            if template is not None:
+                self.problem(keys["messages"], "give either `judge.prompt` or `judge.messages`")
+            elif turns and not all(part in turns[-1].content for part in needed):
+                self.problem(
+                    keys["messages"],
+                    "`judge.messages`: its last turn needs {reference} and {answer}",
+                )
         only = values.get("only_when_different", True)
         if not isinstance(only, bool):
-            self.problem(
-                keys["only_when_different"], "`judge.only_when_different` must be true or false"
-            )
+            self.problem(keys["only_when_different"], "`only_when_different` must be true or false")
             only = True
         return JudgeConfig(
             model=values.get("model"),
             criteria=values.get("criteria", ""),
             prompt=template,
+            messages=tuple((m.role, m.content) for m in turns),
             only_when_different=only,
         )
 

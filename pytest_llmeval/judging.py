@@ -13,7 +13,7 @@ from pytest_llmeval.engine import Engine
 from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.scoring import Verdict
 from pytest_llmeval.scoring.combined import Judgement, ToJudge, settle, with_grades
-from pytest_llmeval.scoring.judge import JudgeConfig, parse_grade, prompt
+from pytest_llmeval.scoring.judge import NUDGE, JudgeConfig, parse_grade, turns
 
 ATTEMPTS = 2  # an unreadable grade is asked for once more, then it is an error
 
@@ -44,14 +44,14 @@ async def grade(
     where: str,
 ) -> Grading:
     """The judge's grade of one answer (or field), and the answers it took."""
-    text = prompt(config, task_input, todo.reference, todo.answer)
+    conversation = [Message(role, content) for role, content in
+                    turns(config, task_input, todo.reference, todo.answer)]  # fmt: skip
     answers: list[Completion] = []
-    for attempt in range(ATTEMPTS):
+    for _ in range(ATTEMPTS):
         request = LLMRequest(
             model=judge,
-            messages=(Message("user", text),),
+            messages=tuple(conversation),
             response_format=ResponseFormat(json_mode=False),
-            repeat=attempt,  # a second asking is its own recording
             group=group,
             name=f"{name}.judge-{todo.label}",
             where=f"{where}, judge {judge.name}",
@@ -61,6 +61,9 @@ async def grade(
         found = parse_grade(done.text)
         if found is not None:
             return Grading(Judgement(found, done.text.strip()), tuple(answers))
+        # Asked again with its answer in view: a new request (the same one would get the
+        # same answer at temperature 0), so a new recording too.
+        conversation += [Message("assistant", done.text), Message("user", NUDGE)]
     said = " ".join(answers[-1].text.split())[:300]
     raise CallError(
         f"the judge ({judge.name}) gave no CORRECT/INCORRECT grade for {todo.label!r} in "

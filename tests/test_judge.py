@@ -9,7 +9,7 @@ import re
 import pytest
 
 from pytest_llmeval.scoring.fields import FieldRule, normalize, score_field
-from pytest_llmeval.scoring.judge import parse_grade
+from pytest_llmeval.scoring.judge import DEFAULT_PROMPT, NUDGE, parse_grade
 from tests.conftest import REVIEWS, oracle, write_config
 from tests.openai_server import OpenAIServer, Reply, Request
 
@@ -30,6 +30,7 @@ from tests.openai_server import OpenAIServer, Reply, Request
         ("Is it correct or incorrect? Hard to say.", None),
         ("It was graded incorrectly before.", None),
         ("GRADE: maybe", None),
+        (DEFAULT_PROMPT, None),  # a judge that only echoes its instructions
     ],
 )
 def test_grades_are_read_from_what_the_judge_says(said: str, grade: str | None) -> None:
@@ -184,8 +185,8 @@ def test_an_unreadable_grade_is_asked_again_once_then_is_an_error(
 
     # desk-chair: unreadable, then a grade; headphones: unreadable twice.
     def vague_judge(request: Request) -> str:
-        seen = sum(r.last_user_content == request.last_user_content for r in openai_server.requests)
-        if "band pinches" in request.last_user_content or seen == 1:
+        asked_again = len(request.messages) > 1
+        if "band pinches" in request.messages[0]["content"] or not asked_again:
             return "Hmm, hard to say."
         return "GRADE: CORRECT"
 
@@ -199,7 +200,14 @@ def test_an_unreadable_grade_is_asked_again_once_then_is_an_error(
         "no CORRECT/INCORRECT grade for 'specific_dislikes' in 2 answers; it last said: "
         "'Hmm, hard to say.'",
     ])  # fmt: skip
-    assert len([r for r in openai_server.requests if r.model == "judge"]) == 4
+    judged = [r for r in openai_server.requests if r.model == "judge"]
+    assert len(judged) == 4
+    # Asked again with its own answer in view and a nudge to grade.
+    again = [r.messages for r in judged if len(r.messages) > 1]
+    assert len(again) == 2
+    assert [m["role"] for m in again[0]] == ["user", "assistant", "user"]
+    assert again[0][1]["content"] == "Hmm, hard to say."
+    assert again[0][2]["content"] == NUDGE
 
 
 def test_judge_answers_are_recorded_and_replayed(
@@ -250,3 +258,42 @@ def test_a_judged_suite_needs_a_judge_model(
         "--llm-judge-model=NAME (ini llmeval_judge_model) or set scoring.judge.model",
     ])  # fmt: skip
     assert openai_server.calls() == 0
+
+
+def test_a_few_shot_judge_gets_its_turns_filled_in(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    openai_server.on("m1", reworded)
+    openai_server.on("judge", "CORRECT")
+    judge_config(pytester, openai_server)
+    scoring = (
+        "scoring:\n  method: fields\n  ignore_string_case: true\n  fields: {specific_dislikes: judge}\n  judge:\n"
+        "    messages:\n"
+        '      - {role: user, content: \'Reference: ["loud"] Answer: ["noisy"]\'}\n'
+        "      - {role: assistant, content: CORRECT}\n"
+        "      - {role: user, content: 'Review: {input} Reference: {reference} Answer: {answer}'}\n"
+    )
+    pytester.makefile(".llmeval.yaml", reviews=judged_suite(scoring))
+    pytester.runpytest().assert_outcomes(passed=3)
+    asked = [r.messages for r in openai_server.requests if r.model == "judge"]
+    assert len(asked) == 2
+    assert [m["role"] for m in asked[0]] == ["user", "assistant", "user"]
+    last = {m[-1]["content"] for m in asked}
+    assert (
+        'Review: Headphones, 3 stars. Great sound, but the band pinches. Reference: ["band pinches"] Answer: ["the band pinches part"]'
+        in last
+    )
+
+
+def test_a_judge_turn_without_the_answer_is_a_located_error(pytester: pytest.Pytester) -> None:
+    scoring = (
+        "scoring:\n  method: judge\n  judge:\n"
+        "    messages: [{role: user, content: 'Is {answer} right?'}]\n"
+    )
+    pytester.makefile(".llmeval.yaml", reviews=judged_suite(scoring))
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nllmeval_models = "gpt-4o"\n')
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "reviews.llmeval.yaml:8: `judge.messages`: its last turn needs {reference} and {answer}"
+    ])  # fmt: skip

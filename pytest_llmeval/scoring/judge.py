@@ -39,37 +39,52 @@ class JudgeConfig:
     model: str | None = None  # a model name, as in --llm-models; None: --llm-judge-model
     criteria: str = ""  # added to the default prompt
     prompt: str | None = None  # a whole template instead, with {input} {reference} {answer}
+    # Or chat turns, few-shot examples included (a base model grades by example, not by
+    # instruction): (role, content) pairs, the same placeholders in their contents.
+    messages: tuple[tuple[str, str], ...] = ()
     # Judge only what the structural check does not already pass (an exact match needs no
     # judge, and costs nothing).
     only_when_different: bool = True
 
 
-def prompt(config: JudgeConfig, task_input: str, reference: Any, answer: Any) -> str:
+# Asked when an answer gave no grade: the judge's own answer stays in the conversation.
+NUDGE = "End with one line: GRADE: CORRECT or GRADE: INCORRECT"
+
+
+def turns(
+    config: JudgeConfig, task_input: str, reference: Any, answer: Any
+) -> list[tuple[str, str]]:
+    """The judge's chat turns for one answer: (role, content) pairs."""
     values = {
         "input": task_input,
         "reference": _text(reference),
         "answer": _text(answer),
         "criteria": config.criteria,
     }
-    template = config.prompt or DEFAULT_PROMPT
-    # str.replace, not str.format: JSON braces in a template are text.
-    for name, value in values.items():
-        template = template.replace("{" + name + "}", value)
-    return template
+
+    def fill(template: str) -> str:
+        # str.replace, not str.format: JSON braces in a template are text.
+        for name, value in values.items():
+            template = template.replace("{" + name + "}", value)
+        return template
+
+    if config.messages:
+        return [(role, fill(content)) for role, content in config.messages]
+    return [("user", fill(config.prompt or DEFAULT_PROMPT))]
 
 
 def parse_grade(text: str) -> Grade | None:
-    """The judge's grade: the last "GRADE: ..." line, else a lone verdict word on the last
-    line that has one; None when the text does not say (or says both)."""
-    marked = _GRADE_LINE.findall(text)
-    if marked:
-        return _grade(marked[-1])
-    for line in reversed([line for line in text.splitlines() if line.strip()]):
-        words = {_grade(w) for w in _WORD.findall(line)}
-        if len(words) == 1:
-            return words.pop()
-        if words:
-            return None  # "correct or incorrect?": no verdict
+    """The judge's grade: from the last line that gives exactly one, "GRADE: ..." lines
+    first, else a lone verdict word; None when the text does not say. A line naming both
+    ("end with GRADE: CORRECT or GRADE: INCORRECT", a judge echoing its prompt) gives none."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    for pattern in (_GRADE_LINE, _WORD):
+        for line in reversed(lines):
+            found = {_grade(word) for word in pattern.findall(line)}
+            if len(found) == 1:
+                return found.pop()
+            if found and pattern is _WORD:
+                return None  # "correct or incorrect?": the last word on it is no verdict
     return None
 
 
