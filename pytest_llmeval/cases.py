@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ SUITE_KEYS = frozenset(
         "scoring",
         "threshold",
         "cases",
+        "cases_from",
     }
 )
 CASE_KEYS = frozenset({"id", "inputs", "messages", "expected", "tags", "notes"})
@@ -237,6 +238,8 @@ class _SuiteReader:
             return None
         name = self.string(keys, "suite", root, required=True)
         description = self.string(keys, "description", root)
+        if "cases_from" in keys:
+            return self.borrowed(keys, name, description, root)
         template = self.suite_messages(keys, root)
         response_format = self.response_format(keys.get("response_format"))
         scoring = self.scoring(keys.get("scoring"))
@@ -261,6 +264,37 @@ class _SuiteReader:
             messages=tuple(template),
             description=description,
             response_format=response_format,
+            scoring=scoring,
+            threshold=threshold,
+        )
+
+    def borrowed(
+        self, keys: dict[str, yaml.Node], name: str | None, description: str | None, root: yaml.Node
+    ) -> Suite | None:
+        """`cases_from: other.llmeval.yaml`: that suite's prompt, response format and cases,
+        scored and gated as this file says (the same goldens under another scoring)."""
+        node = keys["cases_from"]
+        for own in ("prompt", "messages", "response_format", "cases"):
+            if own in keys:
+                self.problem(keys[own], f"`{own}:` comes from `cases_from`; give it there")
+        other = _construct(node)
+        if not isinstance(other, str) or not is_suite_file(Path(other)):
+            self.problem(node, "`cases_from` must name a *.llmeval.yaml file")
+            return None
+        scoring = self.scoring(keys.get("scoring"))
+        threshold = self.threshold(keys.get("threshold"))
+        try:
+            base = load_suite(self.path.parent / other, display=other)
+        except CaseFileError as exc:
+            self.problem(node, f"`cases_from: {other}` is not a valid suite: {exc.problems[0]}")
+            return None
+        if self.problems or name is None:
+            return None
+        return replace(
+            base,
+            name=name,
+            line=_line(root),
+            description=description or base.description,
             scoring=scoring,
             threshold=threshold,
         )

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from pytest_llmeval.agreement import LabelFileError, agreement, grade_all, load_labels
 from pytest_llmeval.cache import ResponseCache
+from pytest_llmeval.cases import CaseFileError, load_suite
 from pytest_llmeval.engine import Engine
 from pytest_llmeval.models import ConfigError, load_model_table, resolve_models
 
@@ -21,7 +23,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     agree = commands.add_parser("agreement", help="measure a judge against human labels")
     agree.add_argument("labels", type=Path, help="YAML file of labelled answers")
-    agree.add_argument("--judge-model", required=True, help="a model name, as in --llm-models")
+    agree.add_argument(
+        "--judge-model", help="a model name, as in --llm-models (default: the suite's judge model)"
+    )
+    agree.add_argument(
+        "--suite",
+        type=Path,
+        help="judge as this suite does (its scoring.judge: "
+        "model, prompt or turns, criteria) rather than with the labels file's",
+    )
     agree.add_argument(
         "--config",
         type=Path,
@@ -47,10 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         labels = load_labels(args.labels)
-        table = load_model_table(args.config)
-        judge = resolve_models([args.judge_model], table)[0]
+        if args.suite is not None:
+            labels = replace(labels, judge=load_suite(args.suite).scoring.judge)
+        name = args.judge_model or labels.judge.model
+        if name is None:
+            raise ConfigError("no judge model: pass --judge-model (or --suite with one)")
+        judge = resolve_models([name], load_model_table(args.config))[0]
     except (LabelFileError, ConfigError) as exc:
         print(f"llmeval: {exc}", file=sys.stderr)
+        return 2
+    except CaseFileError as exc:
+        print("llmeval: " + "\n".join(exc.problems), file=sys.stderr)
         return 2
     if judge.missing_key():
         print(f"llmeval: no API key for {judge.name}: set {judge.missing_key()}", file=sys.stderr)

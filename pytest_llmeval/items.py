@@ -115,7 +115,8 @@ class CaseItem(pytest.Item):
 
     @property
     def location_text(self) -> str:
-        return f"{relpath(self.config, self.path)}:{self.case.line}"
+        # The case's own file: another one when the suite borrows its cases (`cases_from`).
+        return f"{relpath(self.config, self.suite.path)}:{self.case.line}"
 
     def _record(self, **fields: Any) -> Record:
         ev = evaluation(self.config)
@@ -127,7 +128,7 @@ class CaseItem(pytest.Item):
             case=self.case.id,
             model=self.model.name,
             nodeid=shown_id(self),
-            file=relpath(self.config, self.path),
+            file=relpath(self.config, self.suite.path),
             line=self.case.line,
             threshold=threshold,
             expected=self.case.expected,
@@ -192,10 +193,11 @@ class CaseItem(pytest.Item):
             input_tokens=done.input_tokens,
             output_tokens=done.output_tokens,
             cost=done.cost,
-            cached=done.cached and judged.cached,
+            cached=done.cached,
             attempts=done.attempts,
             rate_limited=done.rate_limited,
             judge_calls=judged.calls,
+            judge_cached=judged.calls > 0 and judged.cached,
             judge_cost=judged.cost if judged.calls else None,
         )
         self.stash[RECORD] = record
@@ -203,4 +205,4 @@ class CaseItem(pytest.Item):
             pytest.fail(miss_text(record), pytrace=False)
 
     def reportinfo(self) -> tuple[Any, int, str]:
-        return self.path, self.case.line - 1, f"{self.suite.name}::{self.name}"
+        return self.suite.path, self.case.line - 1, f"{self.suite.name}::{self.name}"

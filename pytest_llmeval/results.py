@@ -37,6 +37,7 @@ class Record:
     attempts: int = 0  # HTTP attempts made for it (0 when replayed)
     rate_limited: int = 0  # of those, answered 429
     judge_calls: int = 0  # the judge's answers used to score it
+    judge_cached: bool = False  # all of them replayed
     judge_cost: float | None = None  # what they cost (None: no judge, or no price)
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import textwrap
 from pathlib import Path
 
@@ -166,3 +167,39 @@ def test_every_problem_in_a_file_is_reported_in_line_order(tmp_path: Path) -> No
     lines = [int(p.split(":")[1]) for p in problems]
     assert lines == sorted(lines)
     assert {"a", "b"} <= {p.split("'")[1] for p in problems if "case '" in p}
+
+
+def test_cases_from_borrows_another_suites_prompt_and_cases(tmp_path: Path) -> None:
+    (tmp_path / "base.llmeval.yaml").write_text(VALID)
+    path = tmp_path / "judged.llmeval.yaml"
+    path.write_text(
+        "suite: reviews-judged\ncases_from: base.llmeval.yaml\nthreshold: 0.5\n"
+        "scoring: {method: fields, fields: {product: normalized}}\n"
+    )
+    suite = load_suite(path)
+    assert suite.name == "reviews-judged"
+    assert suite.threshold == 0.5
+    assert suite.scoring.method == "fields"
+    # Cases (and their lines) are the base file's: errors point there.
+    assert suite.path == tmp_path / "base.llmeval.yaml"
+    assert [(c.id, c.line) for c in suite.cases] == [("chair", 8), ("own-messages", 12)]
+    assert suite.messages[1] == Message("user", "Review: {review} ({{review}} stays literal)")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("suite: j\ncases_from: base.llmeval.yaml\ncases: []\n",
+         "s.llmeval.yaml:3: `cases:` comes from `cases_from`; give it there"),
+        ("suite: j\ncases_from: nowhere.llmeval.yaml\n",
+         "s.llmeval.yaml:2: `cases_from: nowhere.llmeval.yaml` is not a valid suite: "
+         "nowhere.llmeval.yaml: cannot read: *"),
+        ("suite: j\ncases_from: base.txt\n",
+         "s.llmeval.yaml:2: `cases_from` must name a *.llmeval.yaml file"),
+    ],
+)  # fmt: skip
+def test_cases_from_problems_are_located(tmp_path: Path, text: str, problem: str) -> None:
+    (tmp_path / "base.llmeval.yaml").write_text(VALID)
+    problems = load(tmp_path, text)
+    assert len(problems) == 1
+    assert fnmatch.fnmatchcase(problems[0], problem), problems

@@ -25,13 +25,28 @@ def test_the_example_suite_runs_offline_and_gives_the_recorded_table() -> None:
         check=False,
     )
     out = result.stdout
-    # The 270M model misses every case, and the gate (0.9) says so with exit status 1.
+    # The 270M model misses (nearly) every case, and the gate (0.9) says so: exit status 1.
     assert result.returncode == 1, out + result.stderr
-    assert re.search(r"=+ 60 missed in [\d.]+s =+$", out.rstrip()), out
-    assert "llmeval answers: 60 replayed from example_suite/llmeval-cache/, 0 called" in out
+    assert re.search(r"=+ 5 passed, 115 missed in [\d.]+s =+$", out.rstrip()), out
+    assert "llmeval answers: 120 replayed from example_suite/llmeval-cache/, 0 called" in out
     assert "llmeval gate FAILED: product-reviews / local-gemma: accuracy 0.0%" in out
-    # The table is the live run's, as the README shows it.
+    assert "llmeval gate FAILED: product-reviews-judged / local-gemma: accuracy 8.3%" in out
+    # The tables are the live run's, as the README shows them: structural, then judged.
     shown = [line for line in README.splitlines() if line.startswith("local-gemma ")]
     replayed = [line for line in out.splitlines() if line.startswith("local-gemma ")]
-    assert len(shown) == 1
+    assert len(shown) == 2
     assert replayed == shown
+
+
+def test_the_judges_agreement_with_people_is_measured_offline() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_llmeval.cli", "agreement", "example_suite/judge_labels.yaml", "--record", "none",
+         "--suite", "example_suite/product_reviews_judged.llmeval.yaml",
+         "--config", "example_suite/pyproject.toml"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Gemma 3 270M passes nearly everything: no better than chance, as the README says.
+    figures = "agreement 46.6% of 103 graded; Cohen's kappa -0.019"
+    assert figures in done.stdout
+    assert figures in README

@@ -31,6 +31,9 @@ from tests.openai_server import OpenAIServer, Reply, Request
         ("It was graded incorrectly before.", None),
         ("GRADE: maybe", None),
         (DEFAULT_PROMPT, None),  # a judge that only echoes its instructions
+        ("CORRECTに通りに", "CORRECT"),  # a small model running on into another script
+        ("CORRECTButtonClicked", "CORRECT"),  # an opening verdict in capitals
+        ("Correctly, the answer names both.", None),
     ],
 )
 def test_grades_are_read_from_what_the_judge_says(said: str, grade: str | None) -> None:

@@ -82,19 +82,23 @@ def test_example_cases_against_gemma_are_answered_scored_tabled_and_gated(
     config = (EXAMPLE / "pyproject.toml").read_text()
     assert "http://127.0.0.1:8080/v1" in config
     pytester.makepyprojecttoml(config.replace("http://127.0.0.1:8080/v1", gemma_url))
-    suite = EXAMPLE / "product_reviews.llmeval.yaml"
-    (pytester.path / suite.name).write_text(suite.read_text())
+    for suite in ("product_reviews.llmeval.yaml", "product_reviews_judged.llmeval.yaml"):
+        (pytester.path / suite).write_text((EXAMPLE / suite).read_text())
     selection = " or ".join(CASES)
     # The example replays its recordings by default; this run asks the live model.
     result = pytester.runpytest("-v", "-k", selection, "--llm-threshold=0.5", "--llm-record=all")
     out = result.stdout.str()
     outcomes = result.parseoutcomes()
     # Every case got an answer (no errors) and every answer parsed as JSON.
-    assert outcomes.get("passed", 0) + outcomes.get("missed", 0) == len(CASES), out
+    assert outcomes.get("passed", 0) + outcomes.get("missed", 0) == 2 * len(CASES), out
     assert "errors" not in outcomes
     assert "invalid JSON" not in out
-    row = next(line.split() for line in out.splitlines() if line.startswith("local-gemma "))
-    assert row[1] == str(len(CASES))
+    # Both suites (structural, and judged by the same model) answered every case: the
+    # judge's grades were all readable.
+    rows = [line.split() for line in out.splitlines() if line.startswith("local-gemma ")]
+    assert [row[1] for row in rows] == [str(len(CASES))] * 2
+    assert [row[4] for row in rows] == ["0", "0"]  # no errors
+    row = rows[0]
     accuracy = float(row[5].rstrip("%")) / 100
     fields = dict(
         (m.group(1), float(m.group(2)) / 100)
@@ -104,13 +108,11 @@ def test_example_cases_against_gemma_are_answered_scored_tabled_and_gated(
     # (shared/notes/local-model.md): the whole-path check asserts what it reliably does.
     assert fields["star_rating"] >= 2 / 3, out
     assert fields["product"] >= 2 / 3, out
-    # The gate's decision and the exit status follow the measured accuracy.
-    if accuracy >= 0.5:
-        assert "llmeval gate passed" in out
-        assert result.ret == pytest.ExitCode.OK
-    else:
-        assert "llmeval gate FAILED: product-reviews / local-gemma" in out
-        assert result.ret == pytest.ExitCode.TESTS_FAILED
+    # The gate's decision follows the measured accuracy, and the exit status the gate.
+    failed_here = "llmeval gate FAILED: product-reviews / local-gemma" in out
+    assert failed_here == (accuracy < 0.5), out
+    gate_failed = "llmeval gate FAILED" in out
+    assert result.ret == (pytest.ExitCode.TESTS_FAILED if gate_failed else pytest.ExitCode.OK)
     # The committed recordings that the README's main command replays are this model's
     # answers: at temperature 0 the live model answers the same again.
     for case in CASES:

@@ -124,6 +124,13 @@ def write_engine_notes(
     elif called:
         parts.append("spend unknown (no price)")
     tw.write_line("llmeval answers: " + ", ".join(parts))
+    judged = [r for r in records if r.judge_calls]
+    if judged:
+        replayed_judged = sum(r.judge_cached for r in judged)
+        tw.write_line(
+            f"llmeval judge: {sum(r.judge_calls for r in judged)} grades for {len(judged)} "
+            f"answers, {replayed_judged} of those answers judged from recordings"
+        )
     refusals: dict[str, int] = {}
     for record in called:
         refusals[record.model] = refusals.get(record.model, 0) + record.rate_limited

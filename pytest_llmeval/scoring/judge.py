@@ -30,8 +30,13 @@ Think step by step, then end with one line: GRADE: CORRECT or GRADE: INCORRECT""
 PROMPT_FIELDS = ("input", "reference", "answer", "criteria")
 
 # "GRADE: CORRECT", "**Grade:** incorrect", "grade = Correct."
-_GRADE_LINE = re.compile(r"grade\W{0,5}(not\s+correct|incorrect|correct)\b", re.IGNORECASE)
-_WORD = re.compile(r"\b(not\s+correct|incorrect|correct)\b", re.IGNORECASE)
+# Word edges are ASCII letters: a small model may run a grade into other scripts
+# ("CORRECTに"), and "incorrectly" is still no grade.
+_GRADE_LINE = re.compile(
+    r"grade\W{0,5}(not\s+correct|incorrect|correct)(?![A-Za-z])", re.IGNORECASE
+)
+_OPENING = re.compile(r"\W*(INCORRECT|CORRECT)")
+_WORD = re.compile(r"(?<![A-Za-z])(not\s+correct|incorrect|correct)(?![A-Za-z])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ def turns(
 
 def parse_grade(text: str) -> Grade | None:
     """The judge's grade: from the last line that gives exactly one, "GRADE: ..." lines
-    first, else a lone verdict word; None when the text does not say. A line naming both
-    ("end with GRADE: CORRECT or GRADE: INCORRECT", a judge echoing its prompt) gives none."""
+    first, else a lone verdict word, else a verdict in capitals opening the reply; None when
+    the text does not say. A line naming both ("end with GRADE: CORRECT or GRADE:
+    INCORRECT", a judge echoing its prompt) gives none."""
     lines = [line for line in text.splitlines() if line.strip()]
     for pattern in (_GRADE_LINE, _WORD):
         for line in reversed(lines):
@@ -85,7 +91,9 @@ def parse_grade(text: str) -> Grade | None:
                 return found.pop()
             if found and pattern is _WORD:
                 return None  # "correct or incorrect?": the last word on it is no verdict
-    return None
+    # A small model may open with the verdict in capitals and run on ("CORRECTButton...").
+    opening = _OPENING.match(text)
+    return _grade(opening.group(1)) if opening else None
 
 
 def _grade(word: str) -> Grade:
