@@ -45,6 +45,7 @@ class Evaluation:
         self.suite_files: dict[str, str] = {}  # suite name → the file that defined it first
         self.failures: list[GateFailure] = []
         self.plan: list[PlanRow] | None = None  # what a dry run found
+        self.plan_judged = False  # and whether a suite in it is judged
         self.table = table  # [tool.llmeval.models.*], for judge models too
         self.judges: dict[str, ModelSpec] = {}
         self._engine: Engine | None = None

@@ -114,6 +114,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     cases = [item for item in session.items if isinstance(item, CaseItem)]
     if ev.settings.dry_run:
         ev.plan = ev.engine.plan(item.request for item in cases)
+        ev.plan_judged = any(item.suite.scoring.uses_judge for item in cases)
         return True
     for item in cases:
         item.start()
@@ -186,6 +187,11 @@ class ResultsCollector:
             return
         if ev.plan is not None:
             write_plan(terminalreporter, ev.plan, ev.settings.max_cost, ev.settings.record)
+            if ev.plan_judged:
+                terminalreporter.write_line(
+                    "judged suites: the judge's calls are not in the estimate (up to two per "
+                    "answer that needs judging, known only once the answers are in)"
+                )
         if ev.records:
             shown = None if self.config.get_verbosity() > 0 else ev.settings.misses_shown
             write_summary(terminalreporter, ev.summaries(), ev.failures, misses_shown=shown)

@@ -300,3 +300,19 @@ def test_a_judge_turn_without_the_answer_is_a_located_error(pytester: pytest.Pyt
     result.stdout.fnmatch_lines([
         "reviews.llmeval.yaml:8: `judge.messages`: its last turn needs {reference} and {answer}"
     ])  # fmt: skip
+
+
+def test_under_xdist_each_answer_is_judged_once(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    openai_server.on("m1", reworded)
+    openai_server.on("judge", fair_judge)
+    judge_config(pytester, openai_server)
+    pytester.makefile(".llmeval.yaml", reviews=judged_suite())
+    result = pytester.runpytest_subprocess("-n", "2")
+    assert result.parseoutcomes() == {"passed": 3}
+    assert openai_server.calls("m1") == 3
+    assert openai_server.calls("judge") == 2
+    result.stdout.fnmatch_lines(
+        ["llmeval judge: 2 grades for 2 answers, 0 of those answers judged from recordings"]
+    )
