@@ -147,8 +147,11 @@ def is_suite_file(path: Path) -> bool:
     return path.name.endswith(SUITE_SUFFIXES)
 
 
-def load_suite(path: Path, display: str | None = None) -> Suite:
-    """Parse and validate one case file; raises CaseFileError listing every problem found."""
+def load_suite(
+    path: Path, display: str | None = None, *, borrowing: tuple[Path, ...] = ()
+) -> Suite:
+    """Parse and validate one case file; raises CaseFileError listing every problem found.
+    ``borrowing``: the files whose `cases_from` led here (a loop among them is an error)."""
     shown = display or str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -161,7 +164,7 @@ def load_suite(path: Path, display: str | None = None) -> Suite:
         line = mark.line + 1 if mark else 1
         reason = " ".join(p for p in (exc.context, exc.problem) if p)
         raise CaseFileError(path, [f"{shown}:{line}: YAML syntax error: {reason}"]) from None
-    reader = _SuiteReader(path, shown)
+    reader = _SuiteReader(path, shown, (*borrowing, path.resolve()))
     try:
         suite = reader.read(root)
     except yaml.YAMLError as exc:  # a tag or key the safe loader cannot build (`!mytag`)
@@ -198,9 +201,10 @@ def _line(node: yaml.Node) -> int:
 class _SuiteReader:
     """Walks the composed YAML tree, collecting every problem instead of stopping at the first."""
 
-    def __init__(self, path: Path, shown: str) -> None:
+    def __init__(self, path: Path, shown: str, borrowing: tuple[Path, ...]) -> None:
         self.path = path
         self.shown = shown
+        self.borrowing = borrowing
         self.problems: list[str] = []
 
     def problem(self, node: yaml.Node | int, message: str, case: str | None = None) -> None:
@@ -283,8 +287,11 @@ class _SuiteReader:
             return None
         scoring = self.scoring(keys.get("scoring"))
         threshold = self.threshold(keys.get("threshold"))
+        if (self.path.parent / other).resolve() in self.borrowing:
+            self.problem(node, f"`cases_from: {other}` leads back to this file")
+            return None
         try:
-            base = load_suite(self.path.parent / other, display=other)
+            base = load_suite(self.path.parent / other, display=other, borrowing=self.borrowing)
         except CaseFileError as exc:
             self.problem(node, f"`cases_from: {other}` is not a valid suite: {exc.problems[0]}")
             return None

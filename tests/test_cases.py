@@ -196,10 +196,16 @@ def test_cases_from_borrows_another_suites_prompt_and_cases(tmp_path: Path) -> N
          "nowhere.llmeval.yaml: cannot read: *"),
         ("suite: j\ncases_from: base.txt\n",
          "s.llmeval.yaml:2: `cases_from` must name a *.llmeval.yaml file"),
+        ("suite: j\ncases_from: s.llmeval.yaml\n",
+         "s.llmeval.yaml:2: `cases_from: s.llmeval.yaml` leads back to this file"),
+        ("suite: j\ncases_from: loop.llmeval.yaml\n",
+         "s.llmeval.yaml:2: `cases_from: loop.llmeval.yaml` is not a valid suite: "
+         "loop.llmeval.yaml:2: `cases_from: s.llmeval.yaml` leads back to this file"),
     ],
 )  # fmt: skip
 def test_cases_from_problems_are_located(tmp_path: Path, text: str, problem: str) -> None:
     (tmp_path / "base.llmeval.yaml").write_text(VALID)
+    (tmp_path / "loop.llmeval.yaml").write_text("suite: loop\ncases_from: s.llmeval.yaml\n")
     problems = load(tmp_path, text)
     assert len(problems) == 1
     assert fnmatch.fnmatchcase(problems[0], problem), problems
