@@ -80,9 +80,14 @@ def load_labels(path: Path) -> LabelSet:
             Label(str(entry["id"]), str(entry["input"]), entry["reference"], entry["answer"],
                   entry["human"])
         )  # fmt: skip
+    template = data.get("prompt")
+    if template is not None and not (
+        isinstance(template, str) and "{reference}" in template and "{answer}" in template
+    ):
+        problems.append(f"{path}: `prompt` must be text with {{reference}} and {{answer}}")
     if problems:
         raise LabelFileError("\n".join(problems))
-    config = JudgeConfig(criteria=str(data.get("criteria", "")), prompt=data.get("prompt"))
+    config = JudgeConfig(criteria=str(data.get("criteria", "")), prompt=template)
     return LabelSet(path, tuple(labels), config)
 
 

@@ -107,8 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             said = said if len(said) <= SHOWN else said[: SHOWN - 1] + "…"
             print(f"  {result.label.id}: human {result.label.human}, "
                   f"judge {result.judge or 'no grade'}: {said}")  # fmt: skip
-    if args.min_kappa is not None and (found.kappa is None or found.kappa < args.min_kappa):
-        print(f"llmeval: kappa below --min-kappa {args.min_kappa}", file=sys.stderr)
+    # Labels left ungraded would flatter the kappa of those graded: they count against.
+    short = found.ungraded or found.kappa is None or found.kappa < (args.min_kappa or 0)
+    if args.min_kappa is not None and short:
+        print(f"llmeval: below --min-kappa {args.min_kappa} (or labels left ungraded)",
+              file=sys.stderr)  # fmt: skip
         return 1
     return 0
 

@@ -126,6 +126,7 @@ class Engine:
         self._clients: dict[str, openai.AsyncOpenAI] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._claimed: set[asyncio.Task[Any]] = set()
+        self._closing = False
 
     # -- the main thread -------------------------------------------------------------------
 
@@ -161,10 +162,16 @@ class Engine:
         concurrently with every other request); the future of its result."""
 
         async def chain() -> T:
-            outcome = await asyncio.wrap_future(pending.future)
-            if isinstance(outcome, _Elsewhere):
-                outcome = await self._from_share(pending.request)
-            return await job(outcome)
+            task = asyncio.current_task()
+            assert task is not None
+            self._tasks.add(task)  # cancelled with the rest when the engine closes
+            try:
+                outcome = await asyncio.wrap_future(pending.future)
+                if isinstance(outcome, _Elsewhere):
+                    outcome = await self._from_share(pending.request)
+                return await job(outcome)
+            finally:
+                self._tasks.discard(task)
 
         return asyncio.run_coroutine_threadsafe(chain(), self._ensure_loop())
 
@@ -306,6 +313,8 @@ class Engine:
         share = self.share if shared else None
         try:
             async with self._limit(request), self._slots:
+                if self._closing:  # a judge asked for while the run ends: not sent
+                    raise CallError("not sent: the run ended")
                 if share is not None:
                     if not share.claim(self._item_key(request)):
                         return ELSEWHERE
@@ -397,7 +406,8 @@ class Engine:
         return self.limits[name]
 
     async def _shutdown(self, interrupted: bool) -> None:
-        if self._claimed and not interrupted:
+        self._closing = True  # nothing new is sent from here on
+        while self._claimed and not interrupted:
             # Other workers may be waiting for these answers. (Cancelled, they publish an
             # error instead, so no one waits for ever.)
             await asyncio.wait(set(self._claimed))
@@ -405,7 +415,7 @@ class Engine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for sdk in self._clients.values():
+        for sdk in list(self._clients.values()):
             await sdk.close()
 
 

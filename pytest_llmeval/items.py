@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from concurrent.futures import Future
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -165,14 +165,24 @@ class CaseItem(pytest.Item):
         pending, judging_, self.pending, self.judging = self.pending, self.judging, None, None
         try:
             self.completion = wait(self.config, pending)
-            if judging_ is not None:
-                self.judged = wait_for(self.config, judging_)
         except CallError as exc:
-            failure = str(exc)
-        else:
-            return
-        self.stash[RECORD] = self._record(outcome="error", reason=failure)
-        pytest.fail(f"{self.request.where}: no answer: {failure}", pytrace=False)
+            self._error(f"no answer: {exc}")
+        if judging_ is not None:
+            try:
+                self.judged = wait_for(self.config, judging_)
+            except CallError as exc:
+                self._error(f"not judged: {exc}")
+
+    def _error(self, failure: str) -> NoReturn:
+        """No verdict: an ERROR, recorded with whatever answer there was."""
+        done = self.completion
+        extra: dict[str, Any] = {}
+        if done is not None:
+            extra = {"answer": done.text, "latency_s": done.latency_s, "cost": done.cost,
+                     "input_tokens": done.input_tokens, "output_tokens": done.output_tokens,
+                     "cached": done.cached}  # fmt: skip
+        self.stash[RECORD] = self._record(outcome="error", reason=failure, **extra)
+        pytest.fail(f"{self.request.where}: {failure}", pytrace=False)
 
     def runtest(self) -> None:
         assert self.completion is not None

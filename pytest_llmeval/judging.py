@@ -44,6 +44,7 @@ async def grade(
     where: str,
 ) -> Grading:
     """The judge's grade of one answer (or field), and the answers it took."""
+    part = "the answer" if todo.label is None else repr(todo.label)
     conversation = [Message(role, content) for role, content in
                     turns(config, task_input, todo.reference, todo.answer)]  # fmt: skip
     answers: list[Completion] = []
@@ -53,10 +54,13 @@ async def grade(
             messages=tuple(conversation),
             response_format=ResponseFormat(json_mode=False),
             group=group,
-            name=f"{name}.judge-{todo.label}",
-            where=f"{where}, judge {judge.name}",
+            name=f"{name}.judge-{todo.label or 'answer'}",
+            where=where,
         )
-        done = await engine.ask(request)
+        try:
+            done = await engine.ask(request)
+        except CallError as exc:  # the judge's failure, not the model's
+            raise CallError(f"judge {judge.name}, grading {part}: {exc}") from None
         answers.append(done)
         found = parse_grade(done.text)
         if found is not None:
@@ -66,7 +70,7 @@ async def grade(
         conversation += [Message("assistant", done.text), Message("user", NUDGE)]
     said = " ".join(answers[-1].text.split())[:300]
     raise CallError(
-        f"the judge ({judge.name}) gave no CORRECT/INCORRECT grade for {todo.label!r} in "
+        f"judge {judge.name} gave no CORRECT/INCORRECT grade for {part} in "
         f"{ATTEMPTS} answers; it last said: {said!r}"
     )
 
@@ -79,6 +83,14 @@ def job(
     task_input = next((m.content for m in reversed(messages) if m.role == "user"), "")
 
     async def run(answer: Completion) -> Judged:
+        try:
+            return await judged(answer)
+        except CallError:
+            raise
+        except Exception as exc:  # a bug, or a judge answer of a shape not foreseen
+            raise CallError(f"judging failed: {type(exc).__name__}: {exc}") from exc
+
+    async def judged(answer: Completion) -> Judged:
         scoring = suite.scoring
         verdict, todo = settle(case.expected, answer.text, scoring, suite.response_format.json_mode)
         if not todo:

@@ -24,6 +24,7 @@ from tests.openai_server import OpenAIServer, Reply, Request
         ("GRADE: not correct", "INCORRECT"),
         ("It misses one dislike.\n\nINCORRECT", "INCORRECT"),
         ("Looks the same to me. Correct.", "CORRECT"),
+        ("Both items are there: **CORRECT**", "CORRECT"),
         ("First GRADE: CORRECT\nOn reflection... GRADE: INCORRECT", "INCORRECT"),
         ("", None),
         ("I cannot tell.", None),
@@ -34,6 +35,12 @@ from tests.openai_server import OpenAIServer, Reply, Request
         ("CORRECTに通りに", "CORRECT"),  # a small model running on into another script
         ("CORRECTButtonClicked", "CORRECT"),  # an opening verdict in capitals
         ("Correctly, the answer names both.", None),
+        ("CORRECTLY lists nothing; wrong", None),
+        # Prose about correctness is no grade: the judge is asked again.
+        ("The answer isn't correct.", None),
+        ("This is not the correct answer.", None),
+        ("Is it correct? No.", None),
+        ("The answer is wrong.\nThe reference is correct.", None),
     ],
 )
 def test_grades_are_read_from_what_the_judge_says(said: str, grade: str | None) -> None:
@@ -199,7 +206,7 @@ def test_an_unreadable_grade_is_asked_again_once_then_is_an_error(
     result = pytester.runpytest()
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines([
-        "reviews.llmeval.yaml:*: case 'headphones', model m1: no answer: the judge (judge) gave "
+        "reviews.llmeval.yaml:*: case 'headphones', model m1: not judged: judge judge gave "
         "no CORRECT/INCORRECT grade for 'specific_dislikes' in 2 answers; it last said: "
         "'Hmm, hard to say.'",
     ])  # fmt: skip

@@ -15,12 +15,10 @@ from pytest_llmeval.scoring import Verdict, structural
 from pytest_llmeval.scoring.fields import score_field
 from pytest_llmeval.scoring.judge import Grade
 
-WHOLE = "answer"  # the label of a judgement of the whole answer
-
 
 @dataclass(frozen=True)
 class ToJudge:
-    label: str  # WHOLE, or the field judged
+    label: str | None  # the field judged; None: the whole answer
     reference: Any
     answer: Any
 
@@ -41,13 +39,14 @@ def settle(
         answer: Any = text.strip()
     else:
         verdict = structural.score(expected, text, scoring)
-        answer = verdict.answer
+        # Not JSON: in JSON mode a miss as it stands; in a free-text suite, the text is judged.
+        answer = verdict.answer if verdict.answer is not None else text.strip()
     if scoring.method == "structural" or (verdict.answer is None and json_answer):
-        return verdict, []  # nothing to judge (or an answer that is not even JSON)
+        return verdict, []
     if scoring.method == "judge":
         if verdict.passed and scoring.judge.only_when_different:
             return verdict, []
-        return verdict, [ToJudge(WHOLE, expected, answer)]
+        return verdict, [ToJudge(None, expected, answer)]
     return _by_field(expected, answer, scoring)
 
 
@@ -58,7 +57,14 @@ def _by_field(expected: Any, answer: Any, scoring: Scoring) -> tuple[Verdict, li
     results: dict[str, bool] = {}
     diff: list[str] = []
     judge: list[ToJudge] = []
+    # Top-level names in exclude_paths are left out on both sides, as structurally.
+    excluded = set(scoring.exclude_paths)
+    for name in answer.keys() - expected.keys() - excluded:
+        results[name] = False
+        diff.append(f"{name}: unexpected field")
     for name, wanted in expected.items():
+        if name in excluded:
+            continue
         if name not in answer:
             results[name] = False
             diff.append(f"{name}: missing")
@@ -83,23 +89,24 @@ def _by_field(expected: Any, answer: Any, scoring: Scoring) -> tuple[Verdict, li
     return verdict, judge
 
 
-def with_grades(verdict: Verdict, graded: dict[str, Judgement]) -> Verdict:
+def with_grades(verdict: Verdict, graded: dict[str | None, Judgement]) -> Verdict:
     """Fold the judge's grades in: the case passes when every part passes."""
     if not graded:
         return verdict
-    if WHOLE in graded:
-        judged = graded[WHOLE]
+    if None in graded:  # the whole answer: the judge decides
+        judged = graded[None]
         passed = judged.grade == "CORRECT"
         return replace(
             verdict,
             outcome="pass" if passed else "miss",
-            score=1.0 if passed else verdict.score,
+            score=1.0 if passed else 0.0,
             reason="" if passed else "the judge graded the answer INCORRECT",
             diff=() if passed else (*verdict.diff, f"judge: {_fold(judged.reasoning)}"),
         )
     results = dict(verdict.fields)
     diff = list(verdict.diff)
     for name, judged in graded.items():
+        assert name is not None
         results[name] = judged.grade == "CORRECT"
         if not results[name]:
             diff.append(f"{name}: the judge graded it INCORRECT: {_fold(judged.reasoning)}")

@@ -35,8 +35,12 @@ PROMPT_FIELDS = ("input", "reference", "answer", "criteria")
 _GRADE_LINE = re.compile(
     r"grade\W{0,5}(not\s+correct|incorrect|correct)(?![A-Za-z])", re.IGNORECASE
 )
-_OPENING = re.compile(r"\W*(INCORRECT|CORRECT)")
-_WORD = re.compile(r"(?<![A-Za-z])(not\s+correct|incorrect|correct)(?![A-Za-z])", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"\{(input|reference|answer|criteria)\}")
+# An opening verdict in capitals, run into something that is not another capital
+# ("CORRECTに", "CORRECTButton"); "CORRECTLY" is another word.
+_OPENING = re.compile(r"\W*(INCORRECT|CORRECT)(?![A-Z]{2})")
+_ANY_WORD = re.compile(r"(?<![A-Za-z])(incorrect|correct)(?![A-Za-z])", re.IGNORECASE)
+_LAST_WORD = re.compile(r"(?:^|[.:!?]\s*)\W*(incorrect|correct)\W*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,9 @@ def turns(
     }
 
     def fill(template: str) -> str:
-        # str.replace, not str.format: JSON braces in a template are text.
-        for name, value in values.items():
-            template = template.replace("{" + name + "}", value)
-        return template
+        # One pass: a filled-in value containing "{answer}" stays as it is; other braces
+        # (JSON in a few-shot turn) are text.
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
     if config.messages:
         return [(role, fill(content)) for role, content in config.messages]
@@ -79,19 +82,21 @@ def turns(
 
 
 def parse_grade(text: str) -> Grade | None:
-    """The judge's grade: from the last line that gives exactly one, "GRADE: ..." lines
-    first, else a lone verdict word, else a verdict in capitals opening the reply; None when
-    the text does not say. A line naming both ("end with GRADE: CORRECT or GRADE:
-    INCORRECT", a judge echoing its prompt) gives none."""
+    """The judge's grade: the last line with exactly one "GRADE: ...", else a verdict alone
+    at the end of the last line, else a verdict in capitals opening the reply; None when the
+    text does not say. A line naming both ("end with GRADE: CORRECT or GRADE: INCORRECT",
+    a judge echoing its prompt) gives none."""
     lines = [line for line in text.splitlines() if line.strip()]
-    for pattern in (_GRADE_LINE, _WORD):
-        for line in reversed(lines):
-            found = {_grade(word) for word in pattern.findall(line)}
-            if len(found) == 1:
-                return found.pop()
-            if found and pattern is _WORD:
-                return None  # "correct or incorrect?": the last word on it is no verdict
-    # A small model may open with the verdict in capitals and run on ("CORRECTButton...").
+    for line in reversed(lines):
+        found = {_grade(word) for word in _GRADE_LINE.findall(line)}
+        if len(found) == 1:
+            return found.pop()
+    # Else a verdict standing alone at the end of the last line ("... Correct.",
+    # "INCORRECT"); "the answer is not the correct one" is no grade, and is asked again.
+    last = lines[-1] if lines else ""
+    alone = _LAST_WORD.search(last)
+    if alone and len({w.casefold() for w in _ANY_WORD.findall(last)}) == 1:
+        return _grade(alone.group(1))
     opening = _OPENING.match(text)
     return _grade(opening.group(1)) if opening else None
 
