@@ -117,10 +117,15 @@ class Evaluation:
             )
         return self._sync_clients[model.name]
 
+    def _spec(self, name: str) -> ModelSpec:
+        """A model of the matrix, or a judge already resolved."""
+        return self.models[name] if name in self.models else self.judges[name]
+
     def check_keys(self, used: Iterable[str]) -> None:
         """One clear error, before anything runs, for every model whose key is not set."""
-        specs = {**self.judges, **self.models}
-        missing = {name: env for name in used if (env := specs[name].missing_key()) is not None}
+        missing = {
+            name: env for name in used if (env := self._spec(name).missing_key()) is not None
+        }
         if missing:
             lines = [
                 f"  {name}: set the environment variable {env}" for name, env in missing.items()
@@ -138,8 +143,7 @@ class Evaluation:
         """--llm-max-cost needs a price for every model it limits."""
         if self.settings.max_cost is None:
             return
-        specs = {**self.judges, **self.models}
-        unpriced = sorted(name for name in used if specs[name].price is None)
+        unpriced = sorted(name for name in used if self._spec(name).price is None)
         if unpriced:
             raise pytest.UsageError(
                 f"llmeval: --llm-max-cost needs a price for {', '.join(unpriced)}: set "

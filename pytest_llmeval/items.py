@@ -175,12 +175,7 @@ class CaseItem(pytest.Item):
 
     def _error(self, failure: str) -> NoReturn:
         """No verdict: an ERROR, recorded with whatever answer there was."""
-        done = self.completion
-        extra: dict[str, Any] = {}
-        if done is not None:
-            extra = {"answer": done.text, "latency_s": done.latency_s, "cost": done.cost,
-                     "input_tokens": done.input_tokens, "output_tokens": done.output_tokens,
-                     "cached": done.cached}  # fmt: skip
+        extra = _answered(self.completion) if self.completion is not None else {}
         self.stash[RECORD] = self._record(outcome="error", reason=failure, **extra)
         pytest.fail(f"{self.request.where}: {failure}", pytrace=False)
 
@@ -198,12 +193,7 @@ class CaseItem(pytest.Item):
             fields=verdict.fields,
             reason="; ".join(part for part in (verdict.reason, done.note) if part),
             diff=verdict.diff,
-            answer=done.text,
-            latency_s=done.latency_s,
-            input_tokens=done.input_tokens,
-            output_tokens=done.output_tokens,
-            cost=done.cost,
-            cached=done.cached,
+            **_answered(done),
             attempts=done.attempts,
             rate_limited=done.rate_limited,
             judge_calls=judged.calls,
@@ -216,3 +206,15 @@ class CaseItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Any, int, str]:
         return self.suite.path, self.case.line - 1, f"{self.suite.name}::{self.name}"
+
+
+def _answered(done: Completion) -> dict[str, Any]:
+    """A record's fields about the answer itself."""
+    return {
+        "answer": done.text,
+        "latency_s": done.latency_s,
+        "input_tokens": done.input_tokens,
+        "output_tokens": done.output_tokens,
+        "cost": done.cost,
+        "cached": done.cached,
+    }

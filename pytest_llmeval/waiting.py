@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TypeVar
 
@@ -13,6 +14,7 @@ from pytest_llmeval.engine import Pending
 from pytest_llmeval.state import PROGRESS, evaluation
 
 T = TypeVar("T")
+Tick = Callable[[], None]
 
 
 class CacheWarning(UserWarning):
@@ -22,12 +24,7 @@ class CacheWarning(UserWarning):
 def wait_for(config: pytest.Config, future: Future[T]) -> T:
     """A job's result (the judge's verdict), with the progress line meanwhile."""
     engine = evaluation(config).engine
-    progress = config.stash.get(PROGRESS, None)
-    try:
-        return engine.result(future, progress.tick if progress is not None else None)
-    finally:
-        if progress is not None:
-            progress.clear()
+    return _with_progress(config, lambda tick: engine.result(future, tick))
 
 
 def wait(config: pytest.Config, pending: Pending) -> Completion:
@@ -37,13 +34,19 @@ def wait(config: pytest.Config, pending: Pending) -> Completion:
     where = pending.request.where
     if pending.notice:
         warnings.warn(CacheWarning(f"{where}: {pending.notice}"), stacklevel=1)
-    progress = config.stash.get(PROGRESS, None)
-    try:
-        done = engine.wait(pending, progress.tick if progress is not None else None)
-    finally:
-        if progress is not None:
-            progress.clear()
+    done = _with_progress(config, lambda tick: engine.wait(pending, tick))
     problem = engine.unrecorded.get(pending.request.key)
     if problem:
         warnings.warn(CacheWarning(f"{where}: {problem}"), stacklevel=1)
     return done
+
+
+def _with_progress(config: pytest.Config, waiting: Callable[[Tick | None], T]) -> T:
+    """Run a wait that redraws the progress line (when there is one), erased after."""
+    progress = config.stash.get(PROGRESS, None)
+    if progress is None:
+        return waiting(None)
+    try:
+        return waiting(progress.tick)
+    finally:
+        progress.clear()

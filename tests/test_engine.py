@@ -40,15 +40,20 @@ def entry(pytester: pytest.Pytester, case: str, model: str = "m1") -> Path:
     return pytester.path / "llmeval-cache" / "reviews" / f"{case}.{model}.json"
 
 
+def serve_reviews(pytester: pytest.Pytester, server: OpenAIServer) -> None:
+    """m1 answering the three reviews right, configured, and their suite."""
+    server.on("m1", oracle)
+    write_config(pytester, server, ["m1"])
+    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+
+
 # -- record modes ------------------------------------------------------------------------
 
 
 def test_new_records_then_replays_without_calling(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
-    openai_server.on("m1", oracle)
-    write_config(pytester, openai_server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    serve_reviews(pytester, openai_server)
     first = pytester.runpytest("-v")
     first.assert_outcomes(passed=3)
     first.stdout.fnmatch_lines([
@@ -72,9 +77,7 @@ def test_new_records_then_replays_without_calling(
 
 
 def test_all_calls_everything_again(pytester: pytest.Pytester, openai_server: OpenAIServer) -> None:
-    openai_server.on("m1", oracle)
-    write_config(pytester, openai_server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    serve_reviews(pytester, openai_server)
     pytester.runpytest().assert_outcomes(passed=3)
     # The model changed its mind: re-recording stores the new answers.
     openai_server.on("m1", lambda r: {**oracle(r), "star_rating": 1})
@@ -89,9 +92,7 @@ def test_all_calls_everything_again(pytester: pytest.Pytester, openai_server: Op
 def test_none_replays_and_names_what_is_not_recorded(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
-    openai_server.on("m1", oracle)
-    write_config(pytester, openai_server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    serve_reviews(pytester, openai_server)
     pytester.runpytest().assert_outcomes(passed=3)
     entry(pytester, "kettle").unlink()
     result = pytester.runpytest("--llm-record=none")
@@ -107,9 +108,7 @@ def test_none_replays_and_names_what_is_not_recorded(
 def test_none_refuses_an_answer_recorded_for_another_prompt(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
-    openai_server.on("m1", oracle)
-    write_config(pytester, openai_server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    serve_reviews(pytester, openai_server)
     pytester.runpytest().assert_outcomes(passed=3)
     changed = suite_yaml().replace("as JSON.", "as a JSON object.")
     pytester.makefile(".llmeval.yaml", reviews=changed)
@@ -180,9 +179,7 @@ UNREADABLE = {
 def test_an_unreadable_entry_is_named_and_recorded_again(
     pytester: pytest.Pytester, openai_server: OpenAIServer, damage: str
 ) -> None:
-    openai_server.on("m1", oracle)
-    write_config(pytester, openai_server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    serve_reviews(pytester, openai_server)
     pytester.runpytest().assert_outcomes(passed=3)
     path = entry(pytester, "kettle")
     if damage == "wrong-types":
@@ -211,9 +208,7 @@ def test_an_unreadable_entry_is_named_and_recorded_again(
 def test_a_leftover_temporary_file_is_ignored(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
-    openai_server.on("m1", oracle)
-    write_config(pytester, openai_server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    serve_reviews(pytester, openai_server)
     pytester.runpytest().assert_outcomes(passed=3)
     entry(pytester, "kettle").with_name(".kettle.m1.json.x1y2.tmp").write_text('{"answ')
     pytester.runpytest("--llm-record=none").assert_outcomes(passed=3)
@@ -583,9 +578,7 @@ def test_a_terminal_shows_the_engine_progress_and_erases_it(
 def test_an_answer_that_cannot_be_recorded_is_still_used_and_said(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
-    openai_server.on("m1", oracle)
-    write_config(pytester, openai_server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    serve_reviews(pytester, openai_server)
     (pytester.path / "llmeval-cache").mkdir()
     (pytester.path / "llmeval-cache" / "reviews").write_text("a file where a folder should be")
     result = pytester.runpytest()
@@ -603,9 +596,7 @@ def test_an_answer_that_cannot_be_recorded_is_still_used_and_said(
 def test_nothing_is_sent_when_collection_fails(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
-    openai_server.on("m1", oracle)
-    write_config(pytester, openai_server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    serve_reviews(pytester, openai_server)
     pytester.makepyfile(test_broken="def test_x(:\n")
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.INTERRUPTED

@@ -146,13 +146,18 @@ price = {{input_per_1k = 0.01, output_per_1k = 0.02}}
 """)
 
 
+def judged_project(pytester: pytest.Pytester, server: OpenAIServer) -> None:
+    """m1 rewording the dislikes, a fair judge, and the mixed per-field suite."""
+    server.on("m1", reworded)
+    server.on("judge", fair_judge)
+    judge_config(pytester, server)
+    pytester.makefile(".llmeval.yaml", reviews=judged_suite())
+
+
 def test_a_mixed_suite_scores_each_field_its_own_way(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
-    openai_server.on("m1", reworded)
-    openai_server.on("judge", fair_judge)
-    judge_config(pytester, openai_server)
-    pytester.makefile(".llmeval.yaml", reviews=judged_suite())
+    judged_project(pytester, openai_server)
     result = pytester.runpytest()
     assert result.parseoutcomes() == {"passed": 3}
     # Two reviews have dislikes to judge; the kettle's (none) match exactly, so no judge.
@@ -223,10 +228,7 @@ def test_an_unreadable_grade_is_asked_again_once_then_is_an_error(
 def test_judge_answers_are_recorded_and_replayed(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
-    openai_server.on("m1", reworded)
-    openai_server.on("judge", fair_judge)
-    judge_config(pytester, openai_server)
-    pytester.makefile(".llmeval.yaml", reviews=judged_suite())
+    judged_project(pytester, openai_server)
     pytester.runpytest().assert_outcomes(passed=3)
     calls = openai_server.calls()
     recorded = sorted(p.name for p in (pytester.path / "llmeval-cache" / "reviews").iterdir())
@@ -312,10 +314,7 @@ def test_a_judge_turn_without_the_answer_is_a_located_error(pytester: pytest.Pyt
 def test_under_xdist_each_answer_is_judged_once(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
-    openai_server.on("m1", reworded)
-    openai_server.on("judge", fair_judge)
-    judge_config(pytester, openai_server)
-    pytester.makefile(".llmeval.yaml", reviews=judged_suite())
+    judged_project(pytester, openai_server)
     result = pytester.runpytest_subprocess("-n", "2")
     assert result.parseoutcomes() == {"passed": 3}
     assert openai_server.calls("m1") == 3
