@@ -1,5 +1,8 @@
-"""The ``llmeval`` command. ``llmeval agreement LABELS --judge-model NAME``: how far a judge
-agrees with human verdicts (agreement rate, Cohen's kappa, where they differ)."""
+"""The ``llmeval`` command.
+
+``llmeval agreement LABELS --judge-model NAME``: how far a judge agrees with human
+verdicts (agreement rate, Cohen's kappa, where they differ).
+``llmeval upload RESULTS``: send a saved run to LangSmith (again: nothing twice)."""
 
 from __future__ import annotations
 
@@ -13,13 +16,17 @@ from pytest_llmeval.agreement import LabelFileError, agreement, grade_all, load_
 from pytest_llmeval.cache import ResponseCache
 from pytest_llmeval.cases import CaseFileError, load_suite
 from pytest_llmeval.engine import Engine
+from pytest_llmeval.langsmith_payloads import DEFAULT_DATASET
+from pytest_llmeval.langsmith_upload import Uploader, api_key
 from pytest_llmeval.models import ConfigError, load_model_table, resolve_models
+from pytest_llmeval.report.terminal import upload_lines
+from pytest_llmeval.saved_run import ResultsFileError, SavedRun
 
 SHOWN = 160
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="llmeval", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="llmeval", description="pytest-llmeval's command line")
     commands = parser.add_subparsers(dest="command", required=True)
     agree = commands.add_parser("agreement", help="measure a judge against human labels")
     agree.add_argument("labels", type=Path, help="YAML file of labelled answers")
@@ -54,7 +61,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     agree.add_argument("--timeout", type=float, default=60.0)
     agree.add_argument("--min-kappa", type=float, default=None,
                        help="exit 1 when Cohen's kappa is below this")  # fmt: skip
+    agree.set_defaults(run=_agreement)
+    upload = commands.add_parser(
+        "upload",
+        help="send a saved run to LangSmith (LANGSMITH_API_KEY, LANGSMITH_ENDPOINT); what is "
+        "there already is not sent again",
+    )
+    upload.add_argument("results", type=Path, help="a results file, as a run writes it")
+    upload.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds to wait for it (default 600)"
+    )
+    upload.set_defaults(run=_upload)
     args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+def _upload(args: argparse.Namespace) -> int:
+    try:
+        saved = SavedRun.load(args.results)
+    except ResultsFileError as exc:
+        print(f"llmeval: {exc}", file=sys.stderr)
+        return 2
+    if api_key() is None:
+        print("llmeval: set LANGSMITH_API_KEY (and LANGSMITH_ENDPOINT for a self-hosted "
+              "LangSmith)", file=sys.stderr)  # fmt: skip
+        return 2
+    uploader = Uploader(
+        saved.provenance,
+        saved.models,
+        dataset_template=saved.settings.get("langsmith_dataset", DEFAULT_DATASET),
+        experiment_prefix=saved.settings.get("langsmith_experiment_prefix", ""),
+    )
+    for record in saved.records:
+        uploader.add(record)
+    report = uploader.finish(args.timeout)
+    for line, warning in upload_lines(report, None):
+        print(line, file=sys.stderr if warning else sys.stdout)
+    return 0 if report.complete else 1
+
+
+def _agreement(args: argparse.Namespace) -> int:
     try:
         labels = load_labels(args.labels)
         if args.suite is not None:

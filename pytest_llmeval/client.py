@@ -41,6 +41,8 @@ class Completion:
     cached: bool = False
     attempts: int = 1
     rate_limited: int = 0  # attempts answered 429
+    # Wall-clock time the answer came in (or was replayed): where its run ends in LangSmith.
+    finished_at: float = field(default_factory=time.time, compare=False)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import Future
+from dataclasses import asdict
 from functools import cached_property
 from typing import Any, NoReturn
 
@@ -132,6 +133,8 @@ class CaseItem(pytest.Item):
             line=self.case.line,
             threshold=threshold,
             expected=self.case.expected,
+            inputs=self.case.inputs or {"messages": [asdict(m) for m in self.case.messages]},
+            tags=self.case.tags,
             **fields,
         )
 
@@ -199,6 +202,11 @@ class CaseItem(pytest.Item):
             judge_calls=judged.calls,
             judge_cached=judged.calls > 0 and judged.cached,
             judge_cost=judged.cost if judged.calls else None,
+            judge_grades=tuple(
+                {"field": label, "grade": j.grade, "reasoning": j.reasoning}
+                for label, j in judged.grades
+            ),
+            parsed=verdict.answer,
         )
         self.stash[RECORD] = record
         if not verdict.passed and evaluation(self.config).settings.strict:
@@ -217,4 +225,5 @@ def _answered(done: Completion) -> dict[str, Any]:
         "output_tokens": done.output_tokens,
         "cost": done.cost,
         "cached": done.cached,
+        "finished_at": done.finished_at,
     }

@@ -24,6 +24,8 @@ class Judged:
     calls: int = 0  # judge answers used (replayed ones included)
     cost: float | None = 0.0  # what they cost; None when the judge's price is unknown
     cached: bool = True  # every one of them replayed
+    # Each grade: the field judged (None: the whole answer) and the judge's words.
+    grades: tuple[tuple[str | None, Judgement], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,13 +105,13 @@ def job(
         ))  # fmt: skip
         answers = [a for g in gradings for a in g.answers]
         costs = [a.cost for a in answers]
+        grades = tuple((p.label, g.judgement) for p, g in zip(todo, gradings, strict=True))
         return Judged(
-            verdict=with_grades(
-                verdict, {p.label: g.judgement for p, g in zip(todo, gradings, strict=True)}
-            ),
+            verdict=with_grades(verdict, dict(grades)),
             calls=len(answers),
             cost=None if None in costs else sum(c or 0.0 for c in costs),
             cached=all(a.cached for a in answers),
+            grades=grades,
         )
 
     return run

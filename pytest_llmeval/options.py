@@ -49,6 +49,14 @@ OPTIONS = (
            "(a suite's `scoring.judge.model` wins)"),
     Option("dry_run", "bool", "count requests and estimate tokens and cost per model; call "
            "nothing", False),
+    Option("langsmith", "bool", "send results to LangSmith, one experiment per suite and model "
+           "(default: on when LANGSMITH_API_KEY is set and LANGSMITH_TRACING=true)"),
+    Option("langsmith_dataset", "str", "LangSmith dataset name of each suite; {suite} is the "
+           "suite's name", "{suite}"),
+    Option("langsmith_timeout", "float", "seconds the session's end waits for LangSmith uploads "
+           "still under way", 30.0),
+    Option("results_dir", "str", "where a run sent to LangSmith is saved whole (for `llmeval "
+           "upload`), relative to the rootdir", "llmeval-results"),
 )  # fmt: skip
 
 
@@ -92,6 +100,10 @@ class Settings:
     max_cost: float | None
     judge_model: str | None
     dry_run: bool
+    langsmith: bool | None
+    langsmith_dataset: str
+    langsmith_timeout: float
+    results_dir: str
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -99,6 +111,11 @@ class Settings:
         threshold = values["threshold"]
         if threshold is not None and not 0 <= threshold <= 1:
             raise pytest.UsageError(f"--llm-threshold must be between 0 and 1, not {threshold}")
+        if "{suite}" not in values["langsmith_dataset"]:
+            raise pytest.UsageError(
+                "--llm-langsmith-dataset / llmeval_langsmith_dataset must contain {suite}: "
+                "each suite is its own dataset"
+            )
         return cls(**values)
 
 

@@ -10,14 +10,20 @@ from typing import Any
 
 import pytest
 
-from pytest_llmeval import options
+from pytest_llmeval import langsmith_upload, options
 from pytest_llmeval.cases import is_suite_file
 from pytest_llmeval.evaluation import Evaluation
 from pytest_llmeval.items import CaseItem, SuiteFile
 from pytest_llmeval.models import ConfigError
+from pytest_llmeval.publishing import Published, Publisher
 from pytest_llmeval.python_api import LLM
 from pytest_llmeval.report.progress import ProgressLine
-from pytest_llmeval.report.terminal import write_engine_notes, write_plan, write_summary
+from pytest_llmeval.report.terminal import (
+    write_engine_notes,
+    write_plan,
+    write_summary,
+    write_upload,
+)
 from pytest_llmeval.results import Record
 from pytest_llmeval.state import EVALUATION, PROGRESS, RECORD, SHARE_DIR, evaluation
 
@@ -35,7 +41,17 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[EVALUATION] = Evaluation.from_config(config, settings)
     except ConfigError as exc:
         raise pytest.UsageError(f"llmeval: {exc}") from None
-    config.pluginmanager.register(ResultsCollector(config), "llmeval-results")
+    publisher = None
+    # The xdist controller sees every result: it alone sends them to LangSmith.
+    if langsmith_upload.wanted(settings.langsmith) and not hasattr(config, "workerinput"):
+        if langsmith_upload.api_key() is None:
+            raise pytest.UsageError(
+                "llmeval: --llm-langsmith needs LANGSMITH_API_KEY (and LANGSMITH_ENDPOINT for "
+                "a self-hosted LangSmith)"
+            )
+        models = config.stash[EVALUATION].models.values()
+        publisher = Publisher(config.rootpath, settings, models)
+    config.pluginmanager.register(ResultsCollector(config, publisher), "llmeval-results")
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -162,14 +178,19 @@ def pytest_report_teststatus(
 class ResultsCollector:
     """Gathers records from reports, decides the gate, writes the summary (not on xdist workers)."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, publisher: Publisher | None) -> None:
         self.config = config
         self.is_worker = hasattr(config, "workerinput")
+        self.publisher = publisher
+        self.published: Published | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, "llmeval", None)
         if data is not None:
-            evaluation(self.config).records.append(Record.from_dict(data))
+            record = Record.from_dict(data)
+            evaluation(self.config).records.append(record)
+            if self.publisher is not None:
+                self.publisher.add(record)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         ev = evaluation(self.config)
@@ -180,6 +201,10 @@ class ResultsCollector:
             return
         if ev.decide() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if self.publisher is not None:
+            self.published = self.publisher.finish(
+                ev.records, ev.judges.values(), int(session.exitstatus)
+            )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         ev = evaluation(self.config)
@@ -196,3 +221,7 @@ class ResultsCollector:
             shown = None if self.config.get_verbosity() > 0 else ev.settings.misses_shown
             write_summary(terminalreporter, ev.summaries(), ev.failures, misses_shown=shown)
             write_engine_notes(terminalreporter, ev.records, ev.rate_limits(), ev.cache.label)
+        if self.published is not None:
+            published = self.published
+            saved = str(published.saved) if published.saved is not None else None
+            write_upload(terminalreporter, published.upload, saved, published.save_error)

@@ -39,13 +39,28 @@ class Record:
     judge_calls: int = 0  # the judge's answers used to score it
     judge_cached: bool = False  # all of them replayed
     judge_cost: float | None = None  # what they cost (None: no judge, or no price)
+    # The judge's grades: {"field": name or None (the whole answer), "grade", "reasoning"}.
+    judge_grades: tuple[dict[str, Any], ...] = ()
+    # A YAML case's inputs as written (or its own turns); None for a Python test.
+    inputs: dict[str, Any] | None = None
+    tags: tuple[str, ...] = ()
+    parsed: Any = None  # the answer as JSON, when it is JSON
+    finished_at: float | None = None  # epoch seconds when the answer came (or was replayed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
-        return cls(**{**data, "diff": tuple(data.get("diff", ()))})
+        # JSON (and xdist's report channel) turns tuples into lists.
+        tuples = {name: tuple(data.get(name, ())) for name in ("diff", "tags", "judge_grades")}
+        return cls(**{**data, **tuples})
+
+    @property
+    def started_at(self) -> float | None:
+        if self.finished_at is None or self.latency_s is None:
+            return None
+        return self.finished_at - self.latency_s
 
     @property
     def location(self) -> str:

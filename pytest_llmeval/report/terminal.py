@@ -8,6 +8,7 @@ from typing import Protocol
 
 from pytest_llmeval.engine import PlanRow
 from pytest_llmeval.gate import GateFailure
+from pytest_llmeval.langsmith_upload import UploadReport
 from pytest_llmeval.limits import AdaptiveLimit
 from pytest_llmeval.results import Record, Summary
 
@@ -178,6 +179,58 @@ def write_plan(tw: Writer, rows: Sequence[PlanRow], max_cost: float | None, reco
     if max_cost is not None and total is not None:
         verdict = "within" if total <= max_cost else "OVER"
         tw.write_line(f"--llm-max-cost ${max_cost:g}: the estimate is {verdict} it")
+
+
+def write_upload(
+    tw: Writer, upload: UploadReport, saved: str | None, save_error: str | None
+) -> None:
+    """What reached LangSmith, where to look at it, and what to do when not all of it did."""
+    for line, warning in upload_lines(upload, saved, save_error):
+        tw.write_line(line, yellow=warning, bold=warning)
+
+
+def upload_lines(
+    upload: UploadReport, saved: str | None, save_error: str | None = None
+) -> list[tuple[str, bool]]:
+    """The lines, each with whether it is a warning (shared with `llmeval upload`)."""
+    lines: list[tuple[str, bool]] = []
+    done = f"{upload.runs_done} of {upload.results} results"
+    if upload.complete:
+        parts = [
+            f"{upload.runs_sent} runs",
+            f"{upload.feedback_sent} feedback scores",
+            f"examples {upload.examples_created} created, {upload.examples_updated} updated",
+        ]
+        if upload.runs_present:
+            parts.append(f"{upload.runs_present} runs were there already")
+        lines.append(
+            (f"llmeval langsmith: {done} sent to {upload.endpoint}: " + ", ".join(parts), False)
+        )
+    else:
+        why = (
+            f"stopped: {upload.failure}"
+            if upload.failure is not None
+            else f"not finished after {upload.timed_out:g}s (--llm-langsmith-timeout)"
+        )
+        warning = (
+            f"llmeval: WARNING: LangSmith upload {why}; {done} sent to {upload.endpoint}. "
+            "Test outcomes and the gate do not depend on it."
+        )
+        lines.append((warning, True))
+        if saved is not None:
+            lines.append(
+                (
+                    f"  all results are in {saved}; send them later with: llmeval upload {saved}",
+                    True,
+                )
+            )
+    for link in upload.experiments:
+        lines.append((f"  {link.suite} / {link.model}: {link.url or link.name}", False))
+    if save_error is not None:
+        lines.append((f"llmeval: WARNING: results file not written: {save_error}", True))
+    elif saved is not None and upload.complete:
+        lines.append((f"llmeval results: {saved}", False))
+    return lines
 
 
 def _dollars(value: float | None) -> str:

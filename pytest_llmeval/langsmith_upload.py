@@ -1,0 +1,370 @@
+"""Sending results to LangSmith in the background, through the ``langsmith`` SDK.
+
+Results are queued as they come and sent in batches by a daemon thread, so the test
+run never waits on LangSmith and the interpreter's exit never does either. The SDK can
+block for minutes on a server that does not answer (see the team's notes on it), so the
+only wait is ``finish(timeout)``. The first failure stops the uploads: what is left is
+in the results file, for ``llmeval upload``. Before sending into an experiment that
+already exists, what it holds is read back, so sending again creates nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pytest_llmeval import langsmith_payloads as payloads
+from pytest_llmeval.provenance import Provenance
+from pytest_llmeval.results import Record
+
+if TYPE_CHECKING:
+    import langsmith
+
+KEY_VARIABLES = ("LANGSMITH_API_KEY", "LANGCHAIN_API_KEY")
+THREAD = "llmeval-langsmith"
+BATCH = 100  # results per batch of runs
+LINGER_S = 0.5  # how long a batch waits for more results before it goes
+FEEDBACK_SENDERS = 8  # the SDK sends feedback one request each: a few at once
+LISTED = 100  # ids per query when reading back what an experiment holds
+
+
+def api_key() -> str | None:
+    return next((os.environ[v].strip() for v in KEY_VARIABLES if os.environ.get(v, "").strip()),
+                None)  # fmt: skip
+
+
+def wanted(flag: bool | None) -> bool:
+    """On when asked for; otherwise when a LangSmith key is set and tracing is switched on."""
+    if flag is not None:
+        return flag
+    tracing = os.environ.get("LANGSMITH_TRACING") or os.environ.get("LANGCHAIN_TRACING_V2")
+    return api_key() is not None and (tracing or "").strip().lower() in ("true", "1")
+
+
+@dataclass
+class ExperimentLink:
+    suite: str
+    model: str
+    name: str
+    url: str | None = None
+
+
+@dataclass
+class UploadReport:
+    endpoint: str
+    results: int = 0  # results handed to the uploader
+    runs_sent: int = 0
+    runs_present: int = 0  # already in LangSmith (an earlier upload of the same file)
+    feedback_sent: int = 0
+    examples_created: int = 0
+    examples_updated: int = 0
+    experiments: list[ExperimentLink] = field(default_factory=list)
+    failure: str | None = None  # why uploading stopped
+    timed_out: float | None = None  # the wait, when it ran out before the uploads did
+
+    @property
+    def complete(self) -> bool:
+        return self.failure is None and self.timed_out is None and self.runs_done == self.results
+
+    @property
+    def runs_done(self) -> int:
+        return self.runs_sent + self.runs_present
+
+
+@dataclass
+class _Experiment:
+    id: str
+    runs: set[str]  # run ids it holds
+    feedback: set[str]  # feedback ids on them
+
+
+class Uploader:
+    """Uploads one run's results; ``add`` never blocks, ``finish`` waits a bounded time."""
+
+    def __init__(
+        self,
+        provenance: Provenance,
+        models: payloads.Models,
+        *,
+        dataset_template: str = payloads.DEFAULT_DATASET,
+        experiment_prefix: str = "",
+    ) -> None:
+        self.provenance = provenance
+        self.models = models
+        self.dataset_template = dataset_template
+        self.experiment_prefix = experiment_prefix
+        self.report = UploadReport(endpoint=_endpoint())
+        self._queue: queue.SimpleQueue[Record | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=THREAD, daemon=True)
+        self._client: langsmith.Client | None = None
+        self._trace_error: Exception | None = None
+        self._datasets: dict[str, str] = {}  # name → id
+        self._remote_examples: dict[str, dict[str, Any]] = {}  # example id → as LangSmith has it
+        self._synced: set[str] = set()  # example ids checked in this upload
+        self._experiments: dict[tuple[str, str], _Experiment] = {}
+        self._lock = threading.Lock()  # the report, read by finish() while the thread writes
+        self._thread.start()
+
+    def add(self, record: Record) -> None:
+        if record.inputs is None:
+            return  # a Python test's score: LangSmith's own pytest plugin is the way for those
+        self.report.results += 1
+        self._queue.put(record)
+
+    def finish(self, timeout: float) -> UploadReport:
+        self._queue.put(None)
+        self._thread.join(timeout)
+        with self._lock:
+            if self._thread.is_alive():
+                self.report.timed_out = timeout
+            return self.report
+
+    # The thread's side.
+
+    def _work(self) -> None:
+        done = False
+        while not done:
+            batch, done = self._next_batch()
+            if batch and self.report.failure is None:
+                try:
+                    self._send(batch)
+                except Exception as exc:  # whatever it is, uploading stops and says why
+                    with self._lock:
+                        self.report.failure = _describe(exc)
+
+    def _next_batch(self) -> tuple[list[Record], bool]:
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch, until = [first], time.monotonic() + LINGER_S
+        while len(batch) < BATCH:
+            try:
+                record = self._queue.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                break
+            if record is None:
+                return batch, True
+            batch.append(record)
+        return batch, False
+
+    @property
+    def client(self) -> langsmith.Client:
+        if self._client is None:
+            import langsmith
+            from urllib3.util import Retry
+
+            _quiet_sdk_logs()
+            self._client = langsmith.Client(
+                # No background thread of the SDK's own: it would hold the interpreter's
+                # exit while LangSmith is away. This thread is the background.
+                auto_batch_tracing=False,
+                timeout_ms=(5_000, 20_000),
+                retry_config=Retry(
+                    total=2,
+                    backoff_factor=0.5,
+                    status_forcelist=(502, 503, 504),
+                    allowed_methods=None,
+                    raise_on_status=False,
+                ),
+                tracing_error_callback=self._on_trace_error,
+            )
+        return self._client
+
+    def _on_trace_error(self, exc: Exception) -> None:
+        # The SDK reports a failed run upload here and does not raise it.
+        self._trace_error = exc
+
+    def _send(self, batch: Sequence[Record]) -> None:
+        by_dataset: dict[str, list[Record]] = {}
+        for record in batch:
+            name = payloads.dataset_name(self.dataset_template, record.suite)
+            by_dataset.setdefault(name, []).append(record)
+        for dataset, records in by_dataset.items():
+            self._sync_examples(dataset, records)
+            by_model: dict[tuple[str, str], list[Record]] = {}
+            for record in records:
+                by_model.setdefault((record.suite, record.model), []).append(record)
+            for (suite, model), results in by_model.items():
+                experiment = self._experiment(dataset, suite, model, results[0].threshold)
+                self._send_runs(experiment, dataset, results)
+
+    def _dataset_id(self, name: str) -> str:
+        if name not in self._datasets:
+            import langsmith.utils
+
+            client = self.client
+            try:
+                dataset = client.read_dataset(dataset_name=name)
+            except langsmith.utils.LangSmithNotFoundError:
+                dataset = client.create_dataset(
+                    name, description="Golden cases of a pytest-llmeval suite",
+                    metadata={"source": "pytest-llmeval"},
+                )  # fmt: skip
+            else:
+                for found in client.list_examples(dataset_id=dataset.id):
+                    self._remote_examples[str(found.id)] = {
+                        "inputs": found.inputs, "outputs": found.outputs,
+                        "metadata": found.metadata or {},
+                    }  # fmt: skip
+            self._datasets[name] = str(dataset.id)
+        return self._datasets[name]
+
+    def _sync_examples(self, dataset: str, records: Iterable[Record]) -> None:
+        """Create the cases LangSmith lacks, update those that changed since."""
+        dataset_id = self._dataset_id(dataset)
+        new, changed = [], []
+        for record in records:
+            wanted_example = _plain(payloads.example(record, dataset))
+            if wanted_example["id"] in self._synced:
+                continue
+            self._synced.add(wanted_example["id"])
+            remote = self._remote_examples.get(wanted_example["id"])
+            if remote is None:
+                new.append(wanted_example)
+            elif _differs(wanted_example, remote):
+                changed.append(wanted_example)
+        if new:
+            self.client.create_examples(dataset_id=dataset_id, examples=new)
+        if changed:
+            self.client.update_examples(dataset_id=dataset_id, updates=changed)
+        with self._lock:
+            self.report.examples_created += len(new)
+            self.report.examples_updated += len(changed)
+
+    def _experiment(
+        self, dataset: str, suite: str, model: str, threshold: float | None
+    ) -> _Experiment:
+        if (suite, model) in self._experiments:
+            return self._experiments[suite, model]
+        import langsmith.utils
+
+        client = self.client
+        dataset_id = self._dataset_id(dataset)
+        wanted_experiment = payloads.experiment(
+            self.provenance, self.models, suite, model, threshold, self.experiment_prefix
+        )
+        runs: set[str] = set()
+        feedback: set[str] = set()
+        try:
+            project = client.read_project(project_name=wanted_experiment.name)
+        except langsmith.utils.LangSmithNotFoundError:
+            project = client.create_project(
+                wanted_experiment.name,
+                description=wanted_experiment.description,
+                metadata=wanted_experiment.metadata,
+                reference_dataset_id=dataset_id,
+            )
+        else:  # sent before (`llmeval upload` after a partial upload): see what is there
+            runs = {str(r.id) for r in client.list_runs(project_id=project.id)}
+            ids = sorted(runs)
+            for start in range(0, len(ids), LISTED):
+                listed = client.list_feedback(run_ids=ids[start : start + LISTED])
+                feedback.update(str(f.id) for f in listed)
+        url = _compare_url(project, dataset_id)
+        link = ExperimentLink(suite, model, wanted_experiment.name, url)
+        with self._lock:
+            self.report.experiments.append(link)
+        self._experiments[suite, model] = _Experiment(str(project.id), runs, feedback)
+        return self._experiments[suite, model]
+
+    def _send_runs(self, experiment: _Experiment, dataset: str, records: Sequence[Record]) -> None:
+        runs = [payloads.run(self.provenance, self.models, r, experiment.id, dataset)
+                for r in records]  # fmt: skip
+        todo = [run for run in runs if run["id"] not in experiment.runs]
+        if todo:
+            self._trace_error = None
+            self.client.multipart_ingest(create=todo)
+            if self._trace_error is not None:
+                raise self._trace_error
+            experiment.runs.update(run["id"] for run in todo)
+        with self._lock:
+            self.report.runs_sent += len(todo)
+            self.report.runs_present += len(runs) - len(todo)
+        scores = [
+            (run["id"], item)
+            for run, record in zip(runs, records, strict=True)
+            for item in payloads.feedback(record, run["id"])
+            if item["id"] not in experiment.feedback
+        ]
+        with ThreadPoolExecutor(FEEDBACK_SENDERS, thread_name_prefix=THREAD) as pool:
+            # list() so the first failure raises here, once the others have finished.
+            list(pool.map(lambda score: self._send_feedback(experiment, *score), scores))
+
+    def _send_feedback(self, experiment: _Experiment, run_id: str, item: dict[str, Any]) -> None:
+        self.client.create_feedback(
+            run_id,
+            item["key"],
+            score=item["score"],
+            value=item.get("value"),
+            comment=item.get("comment"),
+            feedback_id=item["id"],
+            session_id=experiment.id,
+            stop_after_attempt=1,
+        )
+        with self._lock:
+            experiment.feedback.add(item["id"])
+            self.report.feedback_sent += 1
+
+
+def _endpoint() -> str:
+    url = os.environ.get("LANGSMITH_ENDPOINT") or os.environ.get("LANGCHAIN_ENDPOINT")
+    return (url or "https://api.smith.langchain.com").rstrip("/")
+
+
+def _plain(value: Any) -> Any:
+    """As it will read back from LangSmith's JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _differs(wanted: dict[str, Any], remote: dict[str, Any]) -> bool:
+    # LangSmith adds metadata of its own (a split, say); only ours is compared.
+    mine = wanted["metadata"]
+    theirs = remote.get("metadata") or {}
+    return (
+        wanted["inputs"] != remote.get("inputs")
+        or wanted["outputs"] != remote.get("outputs")
+        or any(theirs.get(k) != v for k, v in mine.items())
+    )
+
+
+def _compare_url(project: Any, dataset_id: str) -> str | None:
+    """The experiment in LangSmith's comparison view, as the SDK's own evaluate() links it."""
+    url = getattr(project, "url", None)
+    if not url:
+        return None
+    base = url.split("?")[0].split("/projects/p/")[0]
+    return f"{base}/datasets/{dataset_id}/compare?selectedSessions={project.id}"
+
+
+def _describe(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    key = api_key()
+    if key:
+        text = text.replace(key, "***")
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+class _NotOurThreads(logging.Filter):
+    """The SDK and urllib3 log each failure (with tracebacks); the uploader reports it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.threadName or "").startswith(THREAD)
+
+
+_FILTER = _NotOurThreads()
+
+
+def _quiet_sdk_logs() -> None:
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "langsmith"]
+    for name in ["langsmith", "langsmith.client", "urllib3.connectionpool", *names]:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -1,0 +1,77 @@
+"""A session's results on their way out: to LangSmith as they come, and into a results
+file at the end, written before the last wait so an outage loses nothing."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_llmeval.langsmith_upload import Uploader, UploadReport
+from pytest_llmeval.models import ModelSpec
+from pytest_llmeval.options import Settings
+from pytest_llmeval.provenance import Provenance
+from pytest_llmeval.results import Record
+from pytest_llmeval.saved_run import SavedRun, describe_models
+
+
+@dataclass(frozen=True)
+class Published:
+    upload: UploadReport
+    saved: Path | None  # the results file, relative to the rootdir
+    save_error: str | None = None
+
+
+class Publisher:
+    def __init__(self, root: Path, settings: Settings, models: Iterable[ModelSpec]) -> None:
+        self.root = root
+        self.settings = settings
+        self.provenance = Provenance.now(root)
+        self.models = list(models)
+        project = os.environ.get("LANGSMITH_PROJECT", "").strip()
+        self.experiment_prefix = f"{project}: " if project else ""
+        self._uploader: Uploader | None = None
+
+    def add(self, record: Record) -> None:
+        if record.inputs is None:
+            return  # a Python test's score: LangSmith's own pytest plugin covers those
+        if self._uploader is None:  # started by the first result: a run without any is untouched
+            self._uploader = Uploader(
+                self.provenance,
+                describe_models(self.models),
+                dataset_template=self.settings.langsmith_dataset,
+                experiment_prefix=self.experiment_prefix,
+            )
+        self._uploader.add(record)
+
+    def finish(
+        self, records: Iterable[Record], judges: Iterable[ModelSpec], exit_status: int
+    ) -> Published | None:
+        if self._uploader is None:
+            return None
+        saved = SavedRun(
+            provenance=self.provenance,
+            settings={
+                "threshold": self.settings.threshold,
+                "record": self.settings.record,
+                "judge_model": self.settings.judge_model,
+                "langsmith_dataset": self.settings.langsmith_dataset,
+                "langsmith_experiment_prefix": self.experiment_prefix,
+            },
+            models=describe_models([*self.models, *judges]),
+            records=tuple(records),
+            finished_at=time.time(),
+            exit_status=exit_status,
+        )
+        run = self.provenance
+        name = f"{run.stamp}-{run.short_commit}-{run.run_id[:8]}.json"
+        path = Path(self.settings.results_dir) / name
+        error = None
+        try:
+            saved.write(self.root / path)
+        except OSError as exc:
+            error = f"{path}: {exc.strerror or exc}"
+        upload = self._uploader.finish(self.settings.langsmith_timeout)
+        return Published(upload, None if error else path, error)
