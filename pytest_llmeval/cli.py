@@ -91,10 +91,15 @@ def _upload(args: argparse.Namespace) -> int:
         saved.models,
         dataset_template=saved.settings.get("langsmith_dataset", DEFAULT_DATASET),
         experiment_prefix=saved.settings.get("langsmith_experiment_prefix", ""),
+        sent_before=saved.langsmith_sent,
     )
     for record in saved.records:
         uploader.add(record)
     report = uploader.finish(args.timeout)
+    try:
+        replace(saved, langsmith_sent=tuple(report.sent)).write(args.results)
+    except OSError as exc:
+        print(f"llmeval: {args.results}: cannot record what was sent: {exc}", file=sys.stderr)
     for line, warning in upload_lines(report, None):
         print(line, file=sys.stderr if warning else sys.stdout)
     return 0 if report.complete else 1

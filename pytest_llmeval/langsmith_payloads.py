@@ -89,8 +89,11 @@ def experiment(
         suite=suite,
         model=model,
         # Suite first, then time: one suite's runs sort together, oldest first, with the
-        # models of one run side by side.
-        name=f"{prefix}{suite} | {provenance.stamp} | {model} | {provenance.short_commit}",
+        # models of one run side by side. The run id tells apart runs of one second.
+        name=(
+            f"{prefix}{suite} | {provenance.stamp} | {model} | {provenance.short_commit} | "
+            f"{provenance.run_id[:8]}"
+        ),
         description=f"pytest-llmeval: suite {suite} on {model}",
         metadata={k: v for k, v in metadata.items() if v is not None},
     )

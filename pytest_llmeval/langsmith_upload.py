@@ -4,12 +4,14 @@ Results are queued as they come and sent in batches by a daemon thread, so the t
 run never waits on LangSmith and the interpreter's exit never does either. The SDK can
 block for minutes on a server that does not answer (see the team's notes on it), so the
 only wait is ``finish(timeout)``. The first failure stops the uploads: what is left is
-in the results file, for ``llmeval upload``. Before sending into an experiment that
-already exists, what it holds is read back, so sending again creates nothing twice.
+in the results file, for ``llmeval upload``. The report lists the ids LangSmith took
+(the results file keeps them), and what an earlier upload sent is not sent again. An id
+sent without its answer arriving is sent again by the same id, which LangSmith keeps once.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -18,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmeval import langsmith_payloads as payloads
@@ -33,7 +35,6 @@ THREAD = "llmeval-langsmith"
 BATCH = 100  # results per batch of runs
 LINGER_S = 0.5  # how long a batch waits for more results before it goes
 FEEDBACK_SENDERS = 8  # the SDK sends feedback one request each: a few at once
-LISTED = 100  # ids per query when reading back what an experiment holds
 
 
 def api_key() -> str | None:
@@ -62,13 +63,15 @@ class UploadReport:
     endpoint: str
     results: int = 0  # results handed to the uploader
     runs_sent: int = 0
-    runs_present: int = 0  # already in LangSmith (an earlier upload of the same file)
+    runs_before: int = 0  # sent by an earlier upload of the same results
     feedback_sent: int = 0
     examples_created: int = 0
     examples_updated: int = 0
     experiments: list[ExperimentLink] = field(default_factory=list)
     failure: str | None = None  # why uploading stopped
     timed_out: float | None = None  # the wait, when it ran out before the uploads did
+    # Every id LangSmith has taken, this upload's and earlier ones' (runs and feedback).
+    sent: set[str] = field(default_factory=set)
 
     @property
     def complete(self) -> bool:
@@ -76,14 +79,7 @@ class UploadReport:
 
     @property
     def runs_done(self) -> int:
-        return self.runs_sent + self.runs_present
-
-
-@dataclass
-class _Experiment:
-    id: str
-    runs: set[str]  # run ids it holds
-    feedback: set[str]  # feedback ids on them
+        return self.runs_sent + self.runs_before
 
 
 class Uploader:
@@ -96,12 +92,13 @@ class Uploader:
         *,
         dataset_template: str = payloads.DEFAULT_DATASET,
         experiment_prefix: str = "",
+        sent_before: Iterable[str] = (),
     ) -> None:
         self.provenance = provenance
         self.models = models
         self.dataset_template = dataset_template
         self.experiment_prefix = experiment_prefix
-        self.report = UploadReport(endpoint=_endpoint())
+        self.report = UploadReport(endpoint=_endpoint(), sent=set(sent_before))
         self._queue: queue.SimpleQueue[Record | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name=THREAD, daemon=True)
         self._client: langsmith.Client | None = None
@@ -109,7 +106,7 @@ class Uploader:
         self._datasets: dict[str, str] = {}  # name → id
         self._remote_examples: dict[str, dict[str, Any]] = {}  # example id → as LangSmith has it
         self._synced: set[str] = set()  # example ids checked in this upload
-        self._experiments: dict[tuple[str, str], _Experiment] = {}
+        self._experiments: dict[tuple[str, str], str] = {}  # (suite, model) → experiment id
         self._lock = threading.Lock()  # the report, read by finish() while the thread writes
         self._thread.start()
 
@@ -123,9 +120,13 @@ class Uploader:
         self._queue.put(None)
         self._thread.join(timeout)
         with self._lock:
-            if self._thread.is_alive():
-                self.report.timed_out = timeout
-            return self.report
+            # A copy: a thread still under way must not change what was reported.
+            return replace(
+                self.report,
+                experiments=list(self.report.experiments),
+                sent=set(self.report.sent),
+                timed_out=timeout if self._thread.is_alive() else None,
+            )
 
     # The thread's side.
 
@@ -232,73 +233,67 @@ class Uploader:
             elif _differs(wanted_example, remote):
                 changed.append(wanted_example)
         if new:
-            self.client.create_examples(dataset_id=dataset_id, examples=new)
+            # Created as `reference_outputs`, updated as `outputs`: the SDK's two schemas.
+            created = [{**{k: v for k, v in ex.items() if k != "outputs"},
+                        "reference_outputs": ex["outputs"]} for ex in new]  # fmt: skip
+            self.client.create_examples(dataset_id=dataset_id, examples=created)
         if changed:
             self.client.update_examples(dataset_id=dataset_id, updates=changed)
         with self._lock:
             self.report.examples_created += len(new)
             self.report.examples_updated += len(changed)
 
-    def _experiment(
-        self, dataset: str, suite: str, model: str, threshold: float | None
-    ) -> _Experiment:
-        if (suite, model) in self._experiments:
-            return self._experiments[suite, model]
-        import langsmith.utils
+    def _experiment(self, dataset: str, suite: str, model: str, threshold: float | None) -> str:
+        if (suite, model) not in self._experiments:
+            import langsmith.utils
 
-        client = self.client
-        dataset_id = self._dataset_id(dataset)
-        wanted_experiment = payloads.experiment(
-            self.provenance, self.models, suite, model, threshold, self.experiment_prefix
-        )
-        runs: set[str] = set()
-        feedback: set[str] = set()
-        try:
-            project = client.read_project(project_name=wanted_experiment.name)
-        except langsmith.utils.LangSmithNotFoundError:
-            project = client.create_project(
-                wanted_experiment.name,
-                description=wanted_experiment.description,
-                metadata=wanted_experiment.metadata,
-                reference_dataset_id=dataset_id,
+            client = self.client
+            dataset_id = self._dataset_id(dataset)
+            wanted_experiment = payloads.experiment(
+                self.provenance, self.models, suite, model, threshold, self.experiment_prefix
             )
-        else:  # sent before (`llmeval upload` after a partial upload): see what is there
-            runs = {str(r.id) for r in client.list_runs(project_id=project.id)}
-            ids = sorted(runs)
-            for start in range(0, len(ids), LISTED):
-                listed = client.list_feedback(run_ids=ids[start : start + LISTED])
-                feedback.update(str(f.id) for f in listed)
-        url = _compare_url(project, dataset_id)
-        link = ExperimentLink(suite, model, wanted_experiment.name, url)
-        with self._lock:
-            self.report.experiments.append(link)
-        self._experiments[suite, model] = _Experiment(str(project.id), runs, feedback)
+            try:  # there when an earlier upload of these results got this far
+                project = client.read_project(project_name=wanted_experiment.name)
+            except langsmith.utils.LangSmithNotFoundError:
+                project = client.create_project(
+                    wanted_experiment.name,
+                    description=wanted_experiment.description,
+                    metadata=wanted_experiment.metadata,
+                    reference_dataset_id=dataset_id,
+                )
+            url = _compare_url(project, dataset_id)
+            with self._lock:
+                self.report.experiments.append(
+                    ExperimentLink(suite, model, wanted_experiment.name, url)
+                )
+            self._experiments[suite, model] = str(project.id)
         return self._experiments[suite, model]
 
-    def _send_runs(self, experiment: _Experiment, dataset: str, records: Sequence[Record]) -> None:
-        runs = [payloads.run(self.provenance, self.models, r, experiment.id, dataset)
+    def _send_runs(self, experiment: str, dataset: str, records: Sequence[Record]) -> None:
+        runs = [payloads.run(self.provenance, self.models, r, experiment, dataset)
                 for r in records]  # fmt: skip
-        todo = [run for run in runs if run["id"] not in experiment.runs]
+        todo = [run for run in runs if run["id"] not in self.report.sent]
         if todo:
             self._trace_error = None
-            self.client.multipart_ingest(create=todo)
+            # Copies: the SDK turns the ids of what it is given into UUIDs, in place.
+            self.client.multipart_ingest(create=copy.deepcopy(todo))
             if self._trace_error is not None:
                 raise self._trace_error
-            experiment.runs.update(run["id"] for run in todo)
         with self._lock:
+            self.report.sent.update(run["id"] for run in todo)
             self.report.runs_sent += len(todo)
-            self.report.runs_present += len(runs) - len(todo)
+            self.report.runs_before += len(runs) - len(todo)
         scores = [
             (run["id"], item)
             for run, record in zip(runs, records, strict=True)
             for item in payloads.feedback(record, run["id"])
-            if item["id"] not in experiment.feedback
+            if item["id"] not in self.report.sent
         ]
         with ThreadPoolExecutor(FEEDBACK_SENDERS, thread_name_prefix=THREAD) as pool:
             # list() so the first failure raises here, once the others have finished.
             list(pool.map(lambda score: self._send_feedback(experiment, *score), scores))
 
-    def _send_feedback(self, experiment: _Experiment, run_id: str, item: dict[str, Any]) -> None:
+    def _send_feedback(self, experiment: str, run_id: str, item: dict[str, Any]) -> None:
         self.client.create_feedback(
             run_id,
             item["key"],
@@ -306,11 +301,11 @@ class Uploader:
             value=item.get("value"),
             comment=item.get("comment"),
             feedback_id=item["id"],
-            session_id=experiment.id,
+            session_id=experiment,
             stop_after_attempt=1,
         )
         with self._lock:
-            experiment.feedback.add(item["id"])
+            self.report.sent.add(item["id"])
             self.report.feedback_sent += 1
 
 

@@ -3,10 +3,11 @@ file at the end, written before the last wait so an outage loses nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pytest_llmeval.langsmith_upload import Uploader, UploadReport
@@ -70,8 +71,14 @@ class Publisher:
         path = Path(self.settings.results_dir) / name
         error = None
         try:
-            saved.write(self.root / path)
+            saved.write(self.root / path)  # before the wait: whatever happens, nothing is lost
         except OSError as exc:
             error = f"{path}: {exc.strerror or exc}"
         upload = self._uploader.finish(self.settings.langsmith_timeout)
+        if error is None and upload.sent:
+            # Again with what LangSmith took, so `llmeval upload` sends only the rest. If
+            # this fails, the file stands as written: complete, and what LangSmith has is
+            # sent again by the same ids, which it keeps once.
+            with contextlib.suppress(OSError):
+                replace(saved, langsmith_sent=tuple(upload.sent)).write(self.root / path)
         return Published(upload, None if error else path, error)

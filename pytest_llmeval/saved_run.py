@@ -7,7 +7,8 @@ Format ``pytest-llmeval/results``, version 1::
              "ci": {"provider", "run_id"}, "exit_status"},
      "settings": {"threshold", "record", "judge_model", "langsmith_dataset"},
      "models": {name: {"model", "endpoint", "params", "price"}},
-     "records": [one per case and model: see results.Record]}
+     "records": [one per case and model: see results.Record],
+     "langsmith": {"sent": [ids of the runs and feedback LangSmith has taken]}}
 
 Times are epoch seconds. No API key is in it: endpoints lose userinfo and query, and
 parameters whose names look secret are left out.
@@ -45,6 +46,7 @@ class SavedRun:
     records: tuple[Record, ...]
     finished_at: float | None = None
     exit_status: int | None = None
+    langsmith_sent: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         data = {
@@ -58,6 +60,7 @@ class SavedRun:
             "settings": self.settings,
             "models": self.models,
             "records": [record.to_dict() for record in self.records],
+            "langsmith": {"sent": sorted(self.langsmith_sent)},
         }
         return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
@@ -90,6 +93,7 @@ class SavedRun:
                 records=tuple(Record.from_dict(r) for r in data["records"]),
                 finished_at=finished_at,
                 exit_status=exit_status,
+                langsmith_sent=tuple(data.get("langsmith", {}).get("sent", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultsFileError(

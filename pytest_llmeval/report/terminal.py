@@ -201,8 +201,8 @@ def upload_lines(
             f"{upload.feedback_sent} feedback scores",
             f"examples {upload.examples_created} created, {upload.examples_updated} updated",
         ]
-        if upload.runs_present:
-            parts.append(f"{upload.runs_present} runs were there already")
+        if upload.runs_before:
+            parts.append(f"{upload.runs_before} runs sent before")
         lines.append(
             (f"llmeval langsmith: {done} sent to {upload.endpoint}: " + ", ".join(parts), False)
         )
