@@ -24,12 +24,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import socket
 import threading
 import uuid
 from dataclasses import dataclass, field
-from email.parser import BytesParser
-from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -65,6 +64,7 @@ class Fault:
     paths: tuple[str, ...] | None  # path prefixes it applies to; None: all
     count: int | None  # requests left to fail; None: all
     hang: bool
+    after: int  # matching requests still to answer normally first
 
 
 @dataclass
@@ -147,11 +147,13 @@ class LangSmithServer:
         paths: tuple[str, ...] | None = None,
         count: int | None = None,
         hang: bool = False,
+        after: int = 0,
     ) -> None:
         """Answer ``status`` (or never answer, with ``hang``) to requests whose path starts
-        with one of ``paths`` (all when None), for the next ``count`` (all when None)."""
+        with one of ``paths`` (all when None), for the next ``count`` (all when None), once
+        ``after`` of them have been answered normally."""
         with self._lock:
-            self._faults.append(Fault(status, paths, count, hang))
+            self._faults.append(Fault(status, paths, count, hang, after))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -161,6 +163,9 @@ class LangSmithServer:
         with self._lock:
             for fault in self._faults:
                 if fault.paths is None or path.startswith(fault.paths):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        return None
                     if fault.count is not None:
                         fault.count -= 1
                         if fault.count <= 0:
@@ -343,19 +348,19 @@ class LangSmithServer:
     def _multipart(self, content_type: str, body: bytes) -> dict[str, Any]:
         """``post.{id}``, ``post.{id}.inputs`` (and outputs, extra, error...), ``patch.{id}``,
         ``feedback.{id}``: each part a JSON document, as the SDK serializes them."""
-        message = BytesParser(policy=HTTP).parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + body
-        )
+        boundary = content_type.split("boundary=", 1)[1].strip('"').encode()
         ops: dict[tuple[str, str], dict[str, Any]] = {}
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            payload = json.loads(part.get_payload(decode=True) or b"null")
-            kind, run_id, *field_name = str(name).split(".", 2)
+        for part in body.split(b"--" + boundary)[1:-1]:
+            head, _, payload = part.strip(b"\r\n").partition(b"\r\n\r\n")
+            found = re.search(rb'name="([^"]+)"', head)
+            assert found is not None, head
+            kind, run_id, *field_name = found.group(1).decode().split(".", 2)
             op = ops.setdefault((kind, run_id), {})
+            value = json.loads(payload or b"null")
             if field_name:
-                op[field_name[0]] = payload
+                op[field_name[0]] = value
             else:
-                op.update(payload)
+                op.update(value)
         for (kind, run_id), op in ops.items():
             if kind == "post":
                 self._post_run({**op, "id": run_id})

@@ -407,8 +407,8 @@ def test_runs_fall_back_to_the_batch_endpoint_when_multipart_is_missing(
 def test_an_upload_stopped_halfway_is_finished_by_llmeval_upload_sending_only_the_rest(
     pytester: pytest.Pytester, openai_server: OpenAIServer, langsmith_server: LangSmithServer
 ) -> None:
-    # Runs go up; feedback requests fail, which stops the upload after the first runs.
-    langsmith_server.fault(500, paths=("/feedback",))
+    # The first batch of runs goes up; then every request fails: LangSmith has part of it.
+    langsmith_server.fault(500, paths=("/runs/multipart",), after=1)
     reviews_project(pytester, openai_server)
     result = pytester.runpytest("--llm-langsmith")
     result.stdout.fnmatch_lines(["*LangSmith upload stopped: LangSmithAPIError*500*"])
