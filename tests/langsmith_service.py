@@ -9,7 +9,7 @@ on what arrived. Request and response shapes follow the SDK's source (0.15)::
 
 Endpoints: ``GET /info``; ``GET|POST /datasets``, ``GET /datasets/{id}``;
 ``GET /examples``, ``POST|PATCH /examples/bulk``; ``GET|POST /sessions``,
-``GET /sessions/{id}``; ``POST /runs/multipart``, ``POST /runs/batch`` (the SDK's
+``GET|PATCH /sessions/{id}``; ``POST /runs/multipart``, ``POST /runs/batch`` (the SDK's
 fallback when multipart answers 404), ``POST /runs``, ``PATCH /runs/{id}``,
 ``POST /runs/query``; ``GET|POST /feedback``.
 
@@ -205,6 +205,13 @@ class LangSmithServer:
             )
         if path.startswith("/sessions/") and method == "GET":
             return self._get("sessions", path.split("/")[2])
+        if path.startswith("/sessions/") and method == "PATCH":
+            with self._lock:
+                session = self._state.sessions.get(path.split("/")[2])
+                if session is None:
+                    raise HTTPError(404, f"session {path} not found")
+                session.update(json.loads(body))
+                return session
         if path == "/sessions" and method == "POST":
             return self._create_session(json.loads(body))
         if path == "/runs/multipart" and method == "POST":

@@ -74,6 +74,12 @@ def test_a_run_becomes_a_dataset_an_experiment_per_model_and_runs_with_feedback(
 ) -> None:
     monkeypatch.setenv("GITHUB_RUN_ID", "4242")
     reviews_project(pytester, openai_server)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "swap-gpt4"], cwd=pytester.path, check=True)
+    subprocess.run([*git, "add", "."], cwd=pytester.path, check=True)
+    subprocess.run([*git, "commit", "-qm", "cases"], cwd=pytester.path, check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=pytester.path, check=True,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
     result = pytester.runpytest("--llm-langsmith", "-p", "no:langsmith_plugin")
     # The gate and outcomes are the plugin's own: m2 is below 0.9, its headphones an error.
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -107,6 +113,8 @@ def test_a_run_becomes_a_dataset_an_experiment_per_model_and_runs_with_feedback(
         assert metadata["ci_provider"] == "github-actions"
         assert metadata["ci_run_id"] == "4242"
         assert metadata["plugin_version"]
+        assert metadata["git_commit"] == commit
+        assert metadata["git_branch"] == "swap-gpt4"
 
     saved = SavedRun.load(results_file(pytester))
     assert len(saved.records) == 6
@@ -345,14 +353,16 @@ def test_langsmiths_own_plugin_works_the_same_beside_this_one(
     monkeypatch.setenv("LANGSMITH_TEST_SUITE", "their-suite")
     pytester.makepyfile(test_theirs=THEIR_TEST)
     without = pytester.runpytest_subprocess("-p", "no:llmeval")
-    theirs = {s["name"] for s in langsmith_server.sessions.values()}
+    runs_without = len(langsmith_server.run_posts)
     with_ours = pytester.runpytest_subprocess()
     assert without.ret == with_ours.ret == pytest.ExitCode.OK
     assert without.parseoutcomes() == with_ours.parseoutcomes() == {"passed": 1}
-    # Both runs made their suite's dataset and an experiment; nothing of ours is there.
+    # Each run traced their test the same way; nothing of ours is there.
+    assert runs_without > 0
+    assert len(langsmith_server.run_posts) == 2 * runs_without
     assert [d["name"] for d in langsmith_server.datasets.values()] == ["their-suite"]
-    assert len(langsmith_server.sessions) == 2 * len(theirs) > 0
     assert not any("pytest-llmeval" in json.dumps(s) for s in langsmith_server.sessions.values())
+    assert "Traceback" not in without.stderr.str() + with_ours.stderr.str()
     assert not (pytester.path / "llmeval-results").exists()
 
 
