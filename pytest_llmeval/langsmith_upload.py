@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pytest_llmeval import langsmith_payloads as payloads
 from pytest_llmeval.provenance import Provenance
@@ -184,18 +185,39 @@ class Uploader:
         self._trace_error = exc
 
     def _send(self, batch: Sequence[Record]) -> None:
+        """A batch: its cases synced, its runs in one request, their scores in another."""
         by_dataset: dict[str, list[Record]] = {}
         for record in batch:
             name = payloads.dataset_name(self.dataset_template, record.suite)
             by_dataset.setdefault(name, []).append(record)
+        runs, scores = [], []
         for dataset, records in by_dataset.items():
             self._sync_examples(dataset, records)
-            by_model: dict[tuple[str, str], list[Record]] = {}
             for record in records:
-                by_model.setdefault((record.suite, record.model), []).append(record)
-            for (suite, model), results in by_model.items():
-                experiment = self._experiment(dataset, suite, model, results[0].threshold)
-                self._send_runs(experiment, dataset, results)
+                experiment = self._experiment(dataset, record.suite, record.model, record.threshold)
+                run = payloads.run(self.provenance, self.models, record, experiment, dataset)
+                if run["id"] not in self.report.sent:
+                    runs.append(run)
+                scores += [
+                    {**item, "run_id": run["id"], "experiment": experiment}
+                    for item in payloads.feedback(record, run["id"])
+                    if item["id"] not in self.report.sent
+                ]
+        if runs:
+            self._trace_error = None
+            # Copies: the SDK turns the ids of what it is given into UUIDs, in place.
+            self.client.multipart_ingest(create=copy.deepcopy(runs))
+            if self._trace_error is not None:
+                raise self._trace_error
+        with self._lock:
+            self.report.sent.update(run["id"] for run in runs)
+            self.report.runs_sent += len(runs)
+            self.report.runs_before += len(batch) - len(runs)
+        if scores:
+            self._send_feedback(scores)
+        with self._lock:
+            self.report.sent.update(item["id"] for item in scores)
+            self.report.feedback_sent += len(scores)
 
     def _dataset_id(self, name: str) -> str:
         if name not in self._datasets:
@@ -269,33 +291,7 @@ class Uploader:
             self._experiments[suite, model] = str(project.id)
         return self._experiments[suite, model]
 
-    def _send_runs(self, experiment: str, dataset: str, records: Sequence[Record]) -> None:
-        runs = [payloads.run(self.provenance, self.models, r, experiment, dataset)
-                for r in records]  # fmt: skip
-        todo = [run for run in runs if run["id"] not in self.report.sent]
-        if todo:
-            self._trace_error = None
-            # Copies: the SDK turns the ids of what it is given into UUIDs, in place.
-            self.client.multipart_ingest(create=copy.deepcopy(todo))
-            if self._trace_error is not None:
-                raise self._trace_error
-        with self._lock:
-            self.report.sent.update(run["id"] for run in todo)
-            self.report.runs_sent += len(todo)
-            self.report.runs_before += len(runs) - len(todo)
-        scores = [
-            {**item, "run_id": run["id"]}
-            for run, record in zip(runs, records, strict=True)
-            for item in payloads.feedback(record, run["id"])
-            if item["id"] not in self.report.sent
-        ]
-        if scores:
-            self._send_feedback(experiment, scores)
-        with self._lock:
-            self.report.sent.update(item["id"] for item in scores)
-            self.report.feedback_sent += len(scores)
-
-    def _send_feedback(self, experiment: str, scores: list[dict[str, Any]]) -> None:
+    def _send_feedback(self, scores: list[dict[str, Any]]) -> None:
         """All of a batch's scores in one request, as the SDK's own background sender does
         (``create_feedback`` is one request each: minutes for a large suite)."""
         from langsmith import schemas
@@ -311,7 +307,7 @@ class Uploader:
                 client.create_feedback(
                     item["run_id"], item["key"], score=item["score"], value=item.get("value"),
                     comment=item.get("comment"), feedback_id=item["id"],
-                    session_id=experiment, stop_after_attempt=1,
+                    session_id=item["experiment"], stop_after_attempt=1,
                 )  # fmt: skip
             return
         now = dt.datetime.now(dt.UTC)
@@ -320,7 +316,7 @@ class Uploader:
                 schemas.FeedbackCreate(
                     id=item["id"], run_id=item["run_id"], trace_id=item["run_id"],
                     key=item["key"], score=item["score"], value=item.get("value"),
-                    comment=item.get("comment"), session_id=uuid.UUID(experiment),
+                    comment=item.get("comment"), session_id=uuid.UUID(item["experiment"]),
                     feedback_source=schemas.APIFeedbackSource(metadata={}),
                     created_at=now, modified_at=now,
                 )
@@ -334,8 +330,13 @@ class Uploader:
 
 
 def _endpoint() -> str:
+    """Where uploads go, as shown: without credentials (userinfo, query string)."""
     url = os.environ.get("LANGSMITH_ENDPOINT") or os.environ.get("LANGCHAIN_ENDPOINT")
-    return (url or "https://api.smith.langchain.com").rstrip("/")
+    parts = urlsplit((url or "https://api.smith.langchain.com").strip())
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
 def _plain(value: Any) -> Any:

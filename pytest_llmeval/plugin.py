@@ -14,6 +14,7 @@ from pytest_llmeval import langsmith_upload, options
 from pytest_llmeval.cases import is_suite_file
 from pytest_llmeval.evaluation import Evaluation
 from pytest_llmeval.items import CaseItem, SuiteFile
+from pytest_llmeval.locations import relpath
 from pytest_llmeval.models import ConfigError
 from pytest_llmeval.publishing import Published, Publisher
 from pytest_llmeval.python_api import LLM
@@ -223,5 +224,5 @@ class ResultsCollector:
             write_engine_notes(terminalreporter, ev.records, ev.rate_limits(), ev.cache.label)
         if self.published is not None:
             published = self.published
-            saved = str(published.saved) if published.saved is not None else None
+            saved = None if published.saved is None else relpath(self.config, published.saved)
             write_upload(terminalreporter, published.upload, saved, published.save_error)

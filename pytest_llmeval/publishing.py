@@ -21,7 +21,7 @@ from pytest_llmeval.saved_run import SavedRun, describe_models
 @dataclass(frozen=True)
 class Published:
     upload: UploadReport
-    saved: Path | None  # the results file, relative to the rootdir
+    saved: Path | None  # the results file
     save_error: str | None = None
 
 
@@ -68,10 +68,10 @@ class Publisher:
         )
         run = self.provenance
         name = f"{run.stamp}-{run.short_commit}-{run.run_id[:8]}.json"
-        path = Path(self.settings.results_dir) / name
+        path = self.root / self.settings.results_dir / name
         error = None
         try:
-            saved.write(self.root / path)  # before the wait: whatever happens, nothing is lost
+            saved.write(path)  # before the wait: whatever happens, nothing is lost
         except OSError as exc:
             error = f"{path}: {exc.strerror or exc}"
         upload = self._uploader.finish(self.settings.langsmith_timeout)
@@ -80,5 +80,5 @@ class Publisher:
             # this fails, the file stands as written: complete, and what LangSmith has is
             # sent again by the same ids, which it keeps once.
             with contextlib.suppress(OSError):
-                replace(saved, langsmith_sent=tuple(upload.sent)).write(self.root / path)
+                replace(saved, langsmith_sent=tuple(upload.sent)).write(path)
         return Published(upload, None if error else path, error)
