@@ -1,4 +1,4 @@
-"""The benchmark script keeps working (its timings are judged only when run at full size)."""
+"""The benchmark scripts keep working (their timings are judged only when run at full size)."""
 
 from __future__ import annotations
 
@@ -21,3 +21,17 @@ def test_the_engine_benchmark_runs_and_every_run_in_it_is_right() -> None:
     assert "every run exits 0 with every item passed" in out
     assert "FAIL" not in out
     assert out.count("PASS") == 3, out  # right results, no request when replaying, faults
+
+
+def test_the_langsmith_benchmark_runs_and_every_upload_in_it_arrives() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "langsmith.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "PASS  every item passed in every run" in out
+    assert "PASS  every run arrived, once" in out
+    assert "FAIL" not in out
