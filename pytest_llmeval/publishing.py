@@ -36,9 +36,9 @@ class Publisher:
         self._uploader: Uploader | None = None
 
     def add(self, record: Record) -> None:
-        if record.inputs is None:
-            return  # a Python test's score: LangSmith's own pytest plugin covers those
-        if self._uploader is None:  # started by the first result: a run without any is untouched
+        if self._uploader is None:
+            if record.inputs is None:
+                return  # uploads start with a suite's first result: Python tests' aren't sent
             self._uploader = Uploader(
                 self.provenance,
                 describe_models(self.models),

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from pytest_llmeval import langsmith_payloads as payloads
+from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.results import Record
-from pytest_llmeval.saved_run import ResultsFileError, SavedRun
+from pytest_llmeval.saved_run import ResultsFileError, SavedRun, describe_models
 from tests.conftest import REVIEWS, oracle, suite_yaml, write_config
 from tests.langsmith_service import LangSmithServer, closed_port_url
 from tests.openai_server import OpenAIServer, Reply, Request
@@ -438,3 +439,15 @@ def test_an_upload_stopped_halfway_is_finished_by_llmeval_upload_sending_only_th
     assert len(langsmith_server.run_posts) == 6  # no run sent twice
     assert sorted(langsmith_server.feedback_posts) == sorted(langsmith_server.feedback)
     assert len(langsmith_server.feedback) == 30
+
+
+def test_a_results_file_describes_models_without_their_secrets() -> None:
+    spec = ModelSpec(
+        name="m", model="gpt-4", base_url="https://user:pw@example.com/v1?key=sk-123",
+        params={"temperature": 0, "api_key": "sk-123",
+                "extra_headers": {"Authorization": "Bearer sk-123", "X-Team": "a"}},
+    )  # fmt: skip
+    described = describe_models([spec])["m"]
+    assert described["endpoint"] == "https://example.com/v1"
+    assert described["params"] == {"temperature": 0, "extra_headers": {"X-Team": "a"}}
+    assert "sk-123" not in json.dumps(described)
