@@ -54,8 +54,6 @@ def example(record: Record, dataset: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Experiment:
-    suite: str
-    model: str
     name: str
     description: str
     metadata: dict[str, Any]
@@ -86,8 +84,6 @@ def experiment(
         "llmeval_run_id": provenance.run_id,
     }
     return Experiment(
-        suite=suite,
-        model=model,
         # Suite first, then time: one suite's runs sort together, oldest first, with the
         # models of one run side by side. The run id tells apart runs of one second.
         name=(

@@ -51,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 "a self-hosted LangSmith)"
             )
         models = config.stash[EVALUATION].models.values()
-        publisher = Publisher(config.rootpath, settings, models)
+        publisher = Publisher(config.rootpath, config.invocation_params.dir, settings, models)
     config.pluginmanager.register(ResultsCollector(config, publisher), "llmeval-results")
 
 

@@ -26,8 +26,11 @@ class Published:
 
 
 class Publisher:
-    def __init__(self, root: Path, settings: Settings, models: Iterable[ModelSpec]) -> None:
+    def __init__(
+        self, root: Path, invoked_in: Path, settings: Settings, models: Iterable[ModelSpec]
+    ) -> None:
         self.root = root
+        self.invoked_in = invoked_in
         self.settings = settings
         self.provenance = Provenance.now(root)
         self.models = list(models)
@@ -35,7 +38,14 @@ class Publisher:
         self.experiment_prefix = f"{project}: " if project else ""
         self._uploader: Uploader | None = None
 
+    def _from_root(self, record: Record) -> Record:
+        """Files relative to the rootdir, not to where pytest ran (as shown): so a case's
+        example in LangSmith is the same whichever directory the run started from."""
+        file = os.path.relpath(self.invoked_in / record.file, self.root)
+        return replace(record, file=Path(file).as_posix())
+
     def add(self, record: Record) -> None:
+        record = self._from_root(record)
         if self._uploader is None:
             if record.inputs is None:
                 return  # uploads start with a suite's first result: Python tests' aren't sent
@@ -62,7 +72,7 @@ class Publisher:
                 "langsmith_experiment_prefix": self.experiment_prefix,
             },
             models=describe_models([*self.models, *judges]),
-            records=tuple(records),
+            records=tuple(self._from_root(record) for record in records),
             finished_at=time.time(),
             exit_status=exit_status,
         )

@@ -451,3 +451,20 @@ def test_a_results_file_describes_models_without_their_secrets() -> None:
     assert described["endpoint"] == "https://example.com/v1"
     assert described["params"] == {"temperature": 0, "extra_headers": {"X-Team": "a"}}
     assert "sk-123" not in json.dumps(described)
+
+
+def test_a_case_is_the_same_example_whichever_directory_pytest_ran_in(
+    pytester: pytest.Pytester,
+    openai_server: OpenAIServer,
+    langsmith_server: LangSmithServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reviews_project(pytester, openai_server)
+    pytester.runpytest("--llm-langsmith", "--llm-models=m1")
+    (pytester.path / "sub").mkdir()
+    monkeypatch.chdir(pytester.path / "sub")
+    result = pytester.runpytest("--llm-langsmith", "--llm-models=m1", str(pytester.path))
+    result.stdout.fnmatch_lines(["*examples 0 created, 0 updated"])
+    assert {e["metadata"]["file"] for e in langsmith_server.examples.values()} == {
+        "reviews.llmeval.yaml"
+    }
