@@ -49,6 +49,8 @@ OPTIONS = (
            "(a suite's `scoring.judge.model` wins)"),
     Option("dry_run", "bool", "count requests and estimate tokens and cost per model; call "
            "nothing", False),
+    Option("reference_model", "str", "compare every other model with this one on the same "
+           "cases: paired table, accuracy difference with its 95% interval, McNemar's exact test"),
     Option("langsmith", "bool", "send results to LangSmith, one experiment per suite and model "
            "(default: on when LANGSMITH_API_KEY is set and LANGSMITH_TRACING=true)"),
     Option("langsmith_dataset", "str", "LangSmith dataset name of each suite; {suite} is the "
@@ -100,6 +102,7 @@ class Settings:
     max_cost: float | None
     judge_model: str | None
     dry_run: bool
+    reference_model: str | None
     langsmith: bool | None
     langsmith_dataset: str
     langsmith_timeout: float

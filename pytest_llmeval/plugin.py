@@ -42,6 +42,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[EVALUATION] = Evaluation.from_config(config, settings)
     except ConfigError as exc:
         raise pytest.UsageError(f"llmeval: {exc}") from None
+    reference = settings.reference_model
+    if reference is not None and reference not in config.stash[EVALUATION].models:
+        raise pytest.UsageError(
+            f"llmeval: --llm-reference-model {reference} is not one of the models run "
+            f"({', '.join(config.stash[EVALUATION].models) or 'none'})"
+        )
     publisher = None
     # The xdist controller sees every result: it alone sends them to LangSmith.
     if langsmith_upload.wanted(settings.langsmith) and not hasattr(config, "workerinput"):
@@ -220,7 +226,8 @@ class ResultsCollector:
                 )
         if ev.records:
             shown = None if self.config.get_verbosity() > 0 else ev.settings.misses_shown
-            write_summary(terminalreporter, ev.summaries(), ev.failures, misses_shown=shown)
+            write_summary(terminalreporter, ev.summaries(), ev.failures, misses_shown=shown,
+                          reference=ev.settings.reference_model)  # fmt: skip
             write_engine_notes(terminalreporter, ev.records, ev.rate_limits(), ev.cache.label)
         if self.published is not None:
             published = self.published

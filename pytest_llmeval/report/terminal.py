@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from pytest_llmeval.comparison import mcnemar_exact, pair
 from pytest_llmeval.engine import PlanRow
 from pytest_llmeval.gate import GateFailure
 from pytest_llmeval.langsmith_upload import UploadReport
@@ -31,6 +32,7 @@ def write_summary(
     failures: Sequence[GateFailure],
     *,
     misses_shown: int | None,
+    reference: str | None = None,
 ) -> None:
     suites = list(dict.fromkeys(s.suite for s in summaries))
     for suite in suites:
@@ -50,10 +52,66 @@ def write_summary(
             header = ("field", *(s.model for s in rows))
             lines = [(name, *(_pct(s.field_rates.get(name)) for s in rows)) for name in fields]
             _table(tw, [header, *lines])
+        baseline = next((s for s in rows if s.model == reference), None)
+        if baseline is not None and len(rows) > 1:
+            _write_paired(tw, baseline, [s for s in rows if s is not baseline])
     misses = [r for s in summaries for r in s.missed()]
     if misses:
         _write_misses(tw, misses, misses_shown)
     _write_gate(tw, summaries, failures)
+
+
+PAIRED_HEADER = (
+    "candidate", "cases", "both right", "both wrong", "only reference", "only candidate",
+    "difference", "95% CI", "McNemar p",
+)  # fmt: skip
+SIGNIFICANCE = 0.05
+# Cases where two models differ that McNemar's exact test needs before any split of them
+# can be significant at 5%: 2 x (1/2)^6 = 0.031, where 5 give 0.0625.
+DECISIVE = 6
+
+
+def _write_paired(tw: Writer, reference: Summary, candidates: Sequence[Summary]) -> None:
+    """Each model against the reference on the cases both answered, and what it shows."""
+    tw.write_line("")
+    tw.write_line(f"against {reference.model} (reference), on the cases both answered:")
+    rows, verdicts = [], []
+    for candidate in candidates:
+        paired = pair(reference.records, candidate.records)
+        if not paired.cases:
+            verdicts.append(f"{candidate.model}: no case answered by both")
+            continue
+        low, high = paired.interval()
+        rows.append((
+            candidate.model, str(paired.cases), str(paired.both), str(paired.neither),
+            str(paired.only_reference), str(paired.only_candidate),
+            _points(paired.difference), f"{_points(low)} to {_points(high)}",
+            f"{paired.p_value:.3f}",
+        ))  # fmt: skip
+        if paired.p_value < SIGNIFICANCE:
+            direction = "WORSE" if paired.difference < 0 else "BETTER"
+            verdicts.append(f"{candidate.model}: {direction} than {reference.model} "
+                            f"(p = {paired.p_value:.3f} < {SIGNIFICANCE:g})")  # fmt: skip
+        else:
+            verdict = (
+                f"{candidate.model}: no significant difference from {reference.model} "
+                f"(p = {paired.p_value:.3f}); the data does not show it worse or better"
+            )
+            differing = paired.only_reference + paired.only_candidate
+            if mcnemar_exact(differing, 0) >= SIGNIFICANCE:  # even if all went one way
+                verdict += (
+                    f": only {differing} case(s) where they differ, and no fewer than "
+                    f"{DECISIVE} could show it"
+                )
+            verdicts.append(verdict)
+    if rows:
+        _table(tw, [PAIRED_HEADER, *rows])
+    for verdict in verdicts:
+        tw.write_line(verdict)
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f} pts"
 
 
 def _row(s: Summary) -> tuple[str, ...]:

@@ -1,0 +1,84 @@
+"""Two models on the same cases: the paired table, the accuracy difference with its
+confidence interval, and McNemar's exact test, so "the candidate is worse" is said only
+when the data supports it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pytest_llmeval.results import Z95, Record, wilson
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Cases both models answered, by who got them right."""
+
+    both: int
+    neither: int
+    only_reference: int
+    only_candidate: int
+
+    @property
+    def cases(self) -> int:
+        return self.both + self.neither + self.only_reference + self.only_candidate
+
+    @property
+    def reference_accuracy(self) -> float:
+        return (self.both + self.only_reference) / self.cases
+
+    @property
+    def candidate_accuracy(self) -> float:
+        return (self.both + self.only_candidate) / self.cases
+
+    @property
+    def difference(self) -> float:
+        """Candidate minus reference."""
+        return self.candidate_accuracy - self.reference_accuracy
+
+    @property
+    def p_value(self) -> float:
+        return mcnemar_exact(self.only_reference, self.only_candidate)
+
+    def interval(self, z: float = Z95) -> tuple[float, float]:
+        """Newcombe's score interval for a paired difference (his method 10), candidate
+        minus reference: it stays inside [-1, 1] and behaves at 0 and at tiny samples,
+        where the Wald interval does not."""
+        n = self.cases
+        a, b, c, d = self.both, self.only_candidate, self.only_reference, self.neither
+        p1, p2 = (a + b) / n, (a + c) / n  # candidate right, reference right
+        l1, u1 = wilson(a + b, n, z)
+        l2, u2 = wilson(a + c, n, z)
+        margins = (a + b) * (c + d) * (a + c) * (b + d)
+        phi = (a * d - b * c) / math.sqrt(margins) if margins else 0.0
+        theta = p1 - p2
+        delta = math.sqrt(
+            max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
+        )
+        epsilon = math.sqrt(
+            max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2)
+        )
+        return max(-1.0, theta - delta), min(1.0, theta + epsilon)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar test: the discordant pairs as a fair coin's tosses."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail: float = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def pair(reference: Iterable[Record], candidate: Iterable[Record]) -> Paired:
+    """The cases both answered (an error has no verdict to pair)."""
+    ref = {r.case: r.outcome == "pass" for r in reference if r.outcome != "error"}
+    cand = {r.case: r.outcome == "pass" for r in candidate if r.outcome != "error"}
+    shared = [(ref[case], cand[case]) for case in ref if case in cand]
+    return Paired(
+        both=sum(r and c for r, c in shared),
+        neither=sum(not r and not c for r, c in shared),
+        only_reference=sum(r and not c for r, c in shared),
+        only_candidate=sum(c and not r for r, c in shared),
+    )

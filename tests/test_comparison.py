@@ -1,0 +1,104 @@
+"""Comparing two models on the same cases: values computed by hand, then end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_llmeval.comparison import Paired, mcnemar_exact, pair
+from pytest_llmeval.results import Record, wilson
+from tests.conftest import oracle, suite_yaml, write_config
+from tests.openai_server import OpenAIServer, Request
+
+
+def test_six_differing_cases_are_the_fewest_that_can_be_significant() -> None:
+    assert mcnemar_exact(5, 0) > 0.05 > mcnemar_exact(6, 0)
+
+
+@pytest.mark.parametrize(
+    ("only_reference", "only_candidate", "p"),
+    [
+        (0, 0, 1.0),  # all agree: nothing to test
+        (1, 0, 1.0),  # one discordant pair: 2 x 1/2, capped at 1
+        (5, 0, 0.0625),  # 2 x (1/2)^5
+        (9, 2, 0.0654296875),  # 2 x (C(11,0) + C(11,1) + C(11,2)) / 2^11 = 2 x 67/2048
+        (2, 9, 0.0654296875),  # symmetric
+        (10, 10, 1.0),
+    ],
+)
+def test_mcnemar_exact_p_values(only_reference: int, only_candidate: int, p: float) -> None:
+    assert mcnemar_exact(only_reference, only_candidate) == pytest.approx(p)
+
+
+def test_wilson_bounds_by_hand() -> None:
+    # 10 of 10: centre (1 + z²/20) / (1 + z²/10) = 0.86123, half-width
+    # z·sqrt(z²/400) / (1 + z²/10) = 0.13877 (z = 1.96), so 0.72246 to 1.
+    assert wilson(10, 10) == pytest.approx((0.72246, 1.0), abs=1e-5)
+    # 0 of 60 (the example suite's structural score): 0 to z²/(60 + z²) = 3.84146/63.84146.
+    assert wilson(0, 60) == pytest.approx((0.0, 0.060172), abs=1e-6)
+
+
+def test_the_difference_interval_when_all_agree_is_the_wilson_margin_either_way() -> None:
+    # Ten cases both got right: no correlation term (a margin is empty), the difference 0,
+    # the bounds ±(1 - 0.72246) from the two Wilson intervals.
+    paired = Paired(both=10, neither=0, only_reference=0, only_candidate=0)
+    assert paired.difference == 0
+    assert paired.interval() == pytest.approx((-0.27754, 0.27754), abs=1e-5)
+    assert paired.p_value == 1.0
+
+
+def test_swapping_reference_and_candidate_mirrors_the_interval() -> None:
+    one = Paired(both=12, neither=1, only_reference=2, only_candidate=9)
+    other = Paired(both=12, neither=1, only_reference=9, only_candidate=2)
+    low, high = one.interval()
+    assert other.interval() == pytest.approx((-high, -low))
+    assert one.difference == pytest.approx(7 / 24)
+    assert low < one.difference < high
+    assert low >= -1
+    assert high <= 1
+
+
+def test_pairing_leaves_out_errors_and_unshared_cases() -> None:
+    def record(case: str, model: str, outcome: str) -> Record:
+        return Record(suite="s", case=case, model=model, nodeid=f"s::{case}[{model}]",
+                      file="s.yaml", line=1, outcome=outcome)  # type: ignore[arg-type]  # fmt: skip
+
+    reference = [record("a", "r", "pass"), record("b", "r", "pass"), record("c", "r", "miss"),
+                 record("d", "r", "error"), record("e", "r", "pass")]  # fmt: skip
+    candidate = [record("a", "c", "pass"), record("b", "c", "miss"), record("c", "c", "pass"),
+                 record("d", "c", "pass")]  # fmt: skip
+    assert pair(reference, candidate) == Paired(both=1, neither=0, only_reference=1,
+                                                only_candidate=1)  # fmt: skip
+
+
+def test_the_summary_compares_every_model_with_the_reference(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    def one_star_off(request: Request) -> object:
+        answer = oracle(request)
+        return {**answer, "star_rating": answer["star_rating"] - 1}
+
+    openai_server.on("m1", oracle)
+    openai_server.on("m2", one_star_off)
+    openai_server.on("m3", oracle)
+    write_config(pytester, openai_server, ["m1", "m2", "m3"])
+    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    result = pytester.runpytest("--llm-reference-model=m1")
+    result.stdout.fnmatch_lines([
+        "against m1 (reference), on the cases both answered:",
+        "candidate *cases *both right *both wrong *only reference *only candidate *McNemar p",
+        # Three cases, m2 wrong on all: -100 points; p = 2 x (1/2)^3 = 0.25.
+        "m2 * 3 * 0 * 0 * 3 * 0 *-100.0 pts *to * 0.250",
+        "m3 * 3 * 3 * 0 * 0 * 0 *+0.0 pts *1.000",
+        "m2: no significant difference from m1 (p = 0.250); the data does not show it worse or "
+        "better: only 3 case(s) where they differ, and no fewer than 6 could show it",
+        "m3: no significant difference from m1 (p = 1.000)*",
+    ])  # fmt: skip
+
+
+def test_a_reference_model_not_in_the_run_is_a_usage_error(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    write_config(pytester, openai_server, ["m1"])
+    result = pytester.runpytest("--llm-reference-model=gpt-4")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--llm-reference-model gpt-4 is not one of the models run (m1)"])
