@@ -2,7 +2,9 @@
 
 ``llmeval agreement LABELS --judge-model NAME``: how far a judge agrees with human
 verdicts (agreement rate, Cohen's kappa, where they differ).
-``llmeval upload RESULTS``: send a saved run to LangSmith (again: nothing twice)."""
+``llmeval upload RESULTS``: send a saved run to LangSmith (again: nothing twice).
+``llmeval gate RESULTS --threshold X [--baseline OTHER]``: the gate again, on saved
+results, calling no model."""
 
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from pytest_llmeval.agreement import LabelFileError, agreement, grade_all, load_labels
+from pytest_llmeval.baseline import compare
 from pytest_llmeval.cache import ResponseCache
 from pytest_llmeval.cases import CaseFileError, load_suite
 from pytest_llmeval.engine import Engine
+from pytest_llmeval.gate import Failure, evaluate, regressions
 from pytest_llmeval.langsmith_payloads import DEFAULT_DATASET
 from pytest_llmeval.langsmith_upload import Uploader, api_key
 from pytest_llmeval.models import ConfigError, load_model_table, resolve_models
-from pytest_llmeval.report.terminal import upload_lines
+from pytest_llmeval.report.terminal import gate_lines, upload_lines
+from pytest_llmeval.results import summarize
 from pytest_llmeval.saved_run import ResultsFileError, SavedRun
 
 SHOWN = 160
@@ -72,6 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--timeout", type=float, default=600.0, help="seconds to wait for it (default 600)"
     )
     upload.set_defaults(run=_upload)
+    gate = commands.add_parser("gate", help="apply the gate again to saved results")
+    gate.add_argument("results", type=Path, help="a results file (--llm-save, --llm-autosave)")
+    gate.add_argument("--threshold", type=float, default=None,
+                      help="minimum accuracy (0..1) for every suite and model (default: "
+                      "the thresholds the run had)")  # fmt: skip
+    gate.add_argument("--baseline", type=Path, default=None, help="a results file to compare with")
+    gate.add_argument("--max-regression", type=float, default=None,
+                      help="fail when accuracy is more than this many points below the "
+                      "baseline's")  # fmt: skip
+    gate.set_defaults(run=_gate)
     args = parser.parse_args(argv)
     return int(args.run(args))
 
@@ -103,6 +118,39 @@ def _upload(args: argparse.Namespace) -> int:
     for line, warning in upload_lines(report, None):
         print(line, file=sys.stderr if warning else sys.stdout)
     return 0 if report.complete else 1
+
+
+def _gate(args: argparse.Namespace) -> int:
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        print(f"llmeval: --threshold must be between 0 and 1, not {args.threshold}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.max_regression is not None and args.baseline is None:
+        print("llmeval: --max-regression needs --baseline", file=sys.stderr)
+        return 2
+    try:
+        records = SavedRun.load(args.results).records
+        before = SavedRun.load(args.baseline).records if args.baseline is not None else ()
+    except ResultsFileError as exc:
+        print(f"llmeval: {exc}", file=sys.stderr)
+        return 2
+    if args.threshold is not None:
+        records = tuple(replace(r, threshold=args.threshold) for r in records)
+    summaries = summarize(records)
+    changes = compare(before, records) if args.baseline is not None else []
+    failures: list[Failure] = [*evaluate(summaries), *regressions(changes, args.max_regression)]
+    for summary in summaries:
+        accuracy = "-" if summary.accuracy is None else f"{summary.accuracy:.1%}"
+        print(f"{summary.suite} / {summary.model}: accuracy {accuracy} "
+              f"({summary.passes} of {summary.answered})")  # fmt: skip
+    for change in changes:
+        for what, cases in (("newly failing", change.newly_failing),
+                            ("newly passing", change.newly_passing)):  # fmt: skip
+            if cases:
+                print(f"{change.suite} / {change.model} {what}: {', '.join(cases)}")
+    for line in gate_lines(summaries, failures):
+        print(line)
+    return 1 if failures else 0
 
 
 def _agreement(args: argparse.Namespace) -> int:

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_llmeval.baseline import Change, compare
 from pytest_llmeval.budget import Budget
 from pytest_llmeval.cache import ResponseCache
 from pytest_llmeval.client import sync_client
 from pytest_llmeval.engine import Engine, PlanRow
-from pytest_llmeval.gate import GateFailure, evaluate
+from pytest_llmeval.gate import Failure, evaluate, regressions
 from pytest_llmeval.limits import AdaptiveLimit
 from pytest_llmeval.locations import relpath
 from pytest_llmeval.models import ConfigError, ModelSpec, load_model_table, resolve_models
@@ -43,7 +44,8 @@ class Evaluation:
         self.workers = workers
         self.records: list[Record] = []
         self.suite_files: dict[str, str] = {}  # suite name → the file that defined it first
-        self.failures: list[GateFailure] = []
+        self.failures: list[Failure] = []
+        self.baseline: tuple[Path, tuple[Record, ...]] | None = None  # its file, its records
         self.plan: list[PlanRow] | None = None  # what a dry run found
         self.plan_judged = False  # and whether a suite in it is judged
         self.table = table  # [tool.llmeval.models.*], for judge models too
@@ -153,8 +155,12 @@ class Evaluation:
     def summaries(self) -> list[Summary]:
         return summarize(self.records, self.settings.models)
 
-    def decide(self) -> list[GateFailure]:
-        self.failures = evaluate(self.summaries())
+    def changes(self) -> list[Change]:
+        return compare(self.baseline[1], self.records) if self.baseline is not None else []
+
+    def decide(self) -> list[Failure]:
+        regressed = regressions(self.changes(), self.settings.max_regression)
+        self.failures = [*evaluate(self.summaries()), *regressed]
         return self.failures
 
 

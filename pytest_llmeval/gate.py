@@ -1,10 +1,12 @@
-"""The pass/fail decision: every model's accuracy against its suite's threshold."""
+"""The pass/fail decision: every model's accuracy against its suite's threshold, and
+against a baseline run's when a regression limit is set."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pytest_llmeval.baseline import Change
 from pytest_llmeval.results import Summary
 
 LISTED = 10
@@ -39,3 +41,37 @@ def evaluate(summaries: Iterable[Summary]) -> list[GateFailure]:
         missed = tuple(r.case for r in summary.missed())
         failures.append(GateFailure(summary.suite, summary.model, accuracy, threshold, missed))
     return failures
+
+
+@dataclass(frozen=True)
+class RegressionFailure:
+    change: Change
+    limit: float  # points
+
+    def describe(self) -> str:
+        change = self.change
+        failing = ", ".join(change.newly_failing[:LISTED])
+        more = len(change.newly_failing) - LISTED
+        return (
+            f"{change.suite} / {change.model}: accuracy fell {change.drop_points:.1f} points "
+            f"against the baseline ({_pct(change.before.accuracy)} to "
+            f"{_pct(change.now.accuracy)}), more than --llm-max-regression={self.limit:g}; "
+            f"newly failing: {failing or 'none'}" + (f" (+{more} more)" if more > 0 else "")
+        )
+
+
+Failure = GateFailure | RegressionFailure
+
+
+def regressions(changes: Iterable[Change], limit: float | None) -> list[RegressionFailure]:
+    if limit is None:
+        return []
+    return [
+        RegressionFailure(change, limit)
+        for change in changes
+        if change.drop_points is not None and change.drop_points > limit + 1e-9
+    ]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"

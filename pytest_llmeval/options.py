@@ -51,14 +51,22 @@ OPTIONS = (
            "nothing", False),
     Option("reference_model", "str", "compare every other model with this one on the same "
            "cases: paired table, accuracy difference with its 95% interval, McNemar's exact test"),
+    Option("baseline", "str", "compare with a saved run (a results file, or `latest` in "
+           "--llm-results-dir): accuracy then and now, newly failing and passing cases"),
+    Option("max_regression", "float", "fail when a suite and model's accuracy is more than "
+           "this many points below the baseline's"),
     Option("langsmith", "bool", "send results to LangSmith, one experiment per suite and model "
            "(default: on when LANGSMITH_API_KEY is set and LANGSMITH_TRACING=true)"),
     Option("langsmith_dataset", "str", "LangSmith dataset name of each suite; {suite} is the "
            "suite's name", "{suite}"),
     Option("langsmith_timeout", "float", "seconds the session's end waits for LangSmith uploads "
            "still under way", 30.0),
-    Option("results_dir", "str", "where a run sent to LangSmith is saved whole (for `llmeval "
-           "upload`), relative to the rootdir", "llmeval-results"),
+    Option("save", "str", "write the run's complete results (every case x model, the "
+           "settings) to this JSON file"),
+    Option("autosave", "bool", "save every run in --llm-results-dir, named by time and git "
+           "commit", False),
+    Option("results_dir", "str", "where runs are saved (autosave, and every run sent to "
+           "LangSmith), relative to the rootdir", "llmeval-results"),
 )  # fmt: skip
 
 
@@ -103,9 +111,13 @@ class Settings:
     judge_model: str | None
     dry_run: bool
     reference_model: str | None
+    baseline: str | None
+    max_regression: float | None
     langsmith: bool | None
     langsmith_dataset: str
     langsmith_timeout: float
+    save: str | None
+    autosave: bool
     results_dir: str
 
     @classmethod

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmeval import langsmith_upload, options
+from pytest_llmeval import baseline, langsmith_upload, options
 from pytest_llmeval.cases import is_suite_file
 from pytest_llmeval.evaluation import Evaluation
 from pytest_llmeval.items import CaseItem, SuiteFile
@@ -22,10 +22,11 @@ from pytest_llmeval.report.progress import ProgressLine
 from pytest_llmeval.report.terminal import (
     write_engine_notes,
     write_plan,
+    write_published,
     write_summary,
-    write_upload,
 )
 from pytest_llmeval.results import Record
+from pytest_llmeval.saved_run import ResultsFileError
 from pytest_llmeval.state import EVALUATION, PROGRESS, RECORD, SHARE_DIR, evaluation
 
 # Named after the plugin, not `llm`: projects often have an `llm` fixture of their own.
@@ -42,6 +43,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[EVALUATION] = Evaluation.from_config(config, settings)
     except ConfigError as exc:
         raise pytest.UsageError(f"llmeval: {exc}") from None
+    if not hasattr(config, "workerinput"):
+        _load_baseline(config, settings)
     reference = settings.reference_model
     if reference is not None and reference not in config.stash[EVALUATION].models:
         raise pytest.UsageError(
@@ -49,16 +52,31 @@ def pytest_configure(config: pytest.Config) -> None:
             f"({', '.join(config.stash[EVALUATION].models) or 'none'})"
         )
     publisher = None
-    # The xdist controller sees every result: it alone sends them to LangSmith.
-    if langsmith_upload.wanted(settings.langsmith) and not hasattr(config, "workerinput"):
-        if langsmith_upload.api_key() is None:
+    # The xdist controller sees every result: it alone saves them and sends them on.
+    upload = langsmith_upload.wanted(settings.langsmith)
+    if (upload or settings.save or settings.autosave) and not hasattr(config, "workerinput"):
+        if upload and langsmith_upload.api_key() is None:
             raise pytest.UsageError(
                 "llmeval: --llm-langsmith needs LANGSMITH_API_KEY (and LANGSMITH_ENDPOINT for "
                 "a self-hosted LangSmith)"
             )
         models = config.stash[EVALUATION].models.values()
-        publisher = Publisher(config.rootpath, config.invocation_params.dir, settings, models)
+        publisher = Publisher(config.rootpath, config.invocation_params.dir, settings, models,
+                              upload=upload)  # fmt: skip
     config.pluginmanager.register(ResultsCollector(config, publisher), "llmeval-results")
+
+
+def _load_baseline(config: pytest.Config, settings: options.Settings) -> None:
+    """The saved run to compare with, read now: a bad one stops the run before it starts."""
+    if settings.baseline is None:
+        if settings.max_regression is not None:
+            raise pytest.UsageError("llmeval: --llm-max-regression needs --llm-baseline")
+        return
+    try:
+        path, saved = baseline.load(settings.baseline, config.rootpath / settings.results_dir)
+    except ResultsFileError as exc:
+        raise pytest.UsageError(f"llmeval: --llm-baseline: {exc}") from None
+    config.stash[EVALUATION].baseline = (path, saved.records)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -226,10 +244,13 @@ class ResultsCollector:
                 )
         if ev.records:
             shown = None if self.config.get_verbosity() > 0 else ev.settings.misses_shown
+            against = None
+            if ev.baseline is not None:
+                against = (relpath(self.config, ev.baseline[0]), ev.changes())
             write_summary(terminalreporter, ev.summaries(), ev.failures, misses_shown=shown,
-                          reference=ev.settings.reference_model)  # fmt: skip
+                          reference=ev.settings.reference_model, baseline=against)  # fmt: skip
             write_engine_notes(terminalreporter, ev.records, ev.rate_limits(), ev.cache.label)
         if self.published is not None:
             published = self.published
             saved = None if published.saved is None else relpath(self.config, published.saved)
-            write_upload(terminalreporter, published.upload, saved, published.save_error)
+            write_published(terminalreporter, published.upload, saved, published.save_error)

@@ -1,5 +1,6 @@
-"""A session's results on their way out: to LangSmith as they come, and into a results
-file at the end, written before the last wait so an outage loses nothing."""
+"""A session's results on their way out: into a results file at the end (`--llm-save`,
+`--llm-autosave`, and always when uploading), and to LangSmith as they come. The file
+is written before the wait for LangSmith, so an outage loses nothing."""
 
 from __future__ import annotations
 
@@ -20,15 +21,22 @@ from pytest_llmeval.saved_run import SavedRun, describe_models
 
 @dataclass(frozen=True)
 class Published:
-    upload: UploadReport
+    upload: UploadReport | None  # None: not sent to LangSmith
     saved: Path | None  # the results file
     save_error: str | None = None
 
 
 class Publisher:
     def __init__(
-        self, root: Path, invoked_in: Path, settings: Settings, models: Iterable[ModelSpec]
+        self,
+        root: Path,
+        invoked_in: Path,
+        settings: Settings,
+        models: Iterable[ModelSpec],
+        *,
+        upload: bool,
     ) -> None:
+        self.upload = upload
         self.root = root
         self.invoked_in = invoked_in
         self.settings = settings
@@ -45,6 +53,8 @@ class Publisher:
         return replace(record, file=Path(file).as_posix())
 
     def add(self, record: Record) -> None:
+        if not self.upload:
+            return
         record = self._from_root(record)
         if self._uploader is None:
             if record.inputs is None:
@@ -60,7 +70,8 @@ class Publisher:
     def finish(
         self, records: Iterable[Record], judges: Iterable[ModelSpec], exit_status: int
     ) -> Published | None:
-        if self._uploader is None:
+        records = list(records)
+        if not records:
             return None
         saved = SavedRun(
             provenance=self.provenance,
@@ -76,14 +87,14 @@ class Publisher:
             finished_at=time.time(),
             exit_status=exit_status,
         )
-        run = self.provenance
-        name = f"{run.stamp}-{run.short_commit}-{run.run_id[:8]}.json"
-        path = self.root / self.settings.results_dir / name
+        path = self.path()
         error = None
         try:
             saved.write(path)  # before the wait: whatever happens, nothing is lost
         except OSError as exc:
             error = f"{path}: {exc.strerror or exc}"
+        if self._uploader is None:
+            return Published(None, None if error else path, error)
         upload = self._uploader.finish(self.settings.langsmith_timeout)
         if error is None and upload.sent:
             # Again with what LangSmith took, so `llmeval upload` sends only the rest. If
@@ -92,3 +103,12 @@ class Publisher:
             with contextlib.suppress(OSError):
                 replace(saved, langsmith_sent=tuple(upload.sent)).write(path)
         return Published(upload, None if error else path, error)
+
+    def path(self) -> Path:
+        """--llm-save's file (as typed, from where pytest ran), or one named by the run in
+        the results directory."""
+        if self.settings.save is not None:
+            return self.invoked_in / self.settings.save
+        run = self.provenance
+        name = f"{run.stamp}-{run.short_commit}-{run.run_id[:8]}.json"
+        return self.root / self.settings.results_dir / name

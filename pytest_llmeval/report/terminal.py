@@ -6,9 +6,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from pytest_llmeval.baseline import Change
 from pytest_llmeval.comparison import mcnemar_exact, pair
 from pytest_llmeval.engine import PlanRow
-from pytest_llmeval.gate import GateFailure
+from pytest_llmeval.gate import Failure
 from pytest_llmeval.langsmith_upload import UploadReport
 from pytest_llmeval.limits import AdaptiveLimit
 from pytest_llmeval.results import Record, Summary
@@ -29,10 +30,11 @@ class Writer(Protocol):
 def write_summary(
     tw: Writer,
     summaries: Sequence[Summary],
-    failures: Sequence[GateFailure],
+    failures: Sequence[Failure],
     *,
     misses_shown: int | None,
     reference: str | None = None,
+    baseline: tuple[str, Sequence[Change]] | None = None,
 ) -> None:
     suites = list(dict.fromkeys(s.suite for s in summaries))
     for suite in suites:
@@ -52,13 +54,41 @@ def write_summary(
             header = ("field", *(s.model for s in rows))
             lines = [(name, *(_pct(s.field_rates.get(name)) for s in rows)) for name in fields]
             _table(tw, [header, *lines])
-        baseline = next((s for s in rows if s.model == reference), None)
-        if baseline is not None and len(rows) > 1:
-            _write_paired(tw, baseline, [s for s in rows if s is not baseline])
+        against = next((s for s in rows if s.model == reference), None)
+        if against is not None and len(rows) > 1:
+            _write_paired(tw, against, [s for s in rows if s is not against])
+    if baseline is not None:
+        _write_baseline(tw, *baseline)
     misses = [r for s in summaries for r in s.missed()]
     if misses:
         _write_misses(tw, misses, misses_shown)
     _write_gate(tw, summaries, failures)
+
+
+BASELINE_HEADER = (
+    "suite / model", "accuracy then", "now", "change", "p50 then", "now", "cost then", "now",
+)  # fmt: skip
+
+
+def _write_baseline(tw: Writer, name: str, changes: Sequence[Change]) -> None:
+    """Accuracy, latency and cost then and now, and the cases that changed side."""
+    tw.write_sep("-", f"llmeval: against the baseline {name}")
+    if not changes:
+        tw.write_line("no suite and model of this run is in the baseline")
+        return
+    rows = [
+        (f"{c.suite} / {c.model}", _pct(c.before.accuracy), _pct(c.now.accuracy),
+         "-" if c.drop_points is None else _points(-c.drop_points / 100),
+         _seconds(c.before.latency(0.5)), _seconds(c.now.latency(0.5)),
+         _dollars(c.before.cost), _dollars(c.now.cost))
+        for c in changes
+    ]  # fmt: skip
+    _table(tw, [BASELINE_HEADER, *rows])
+    for change in changes:
+        for what, cases in (("newly failing", change.newly_failing),
+                            ("newly passing", change.newly_passing)):  # fmt: skip
+            if cases:
+                tw.write_line(f"{change.suite} / {change.model} {what}: {', '.join(cases)}")
 
 
 PAIRED_HEADER = (
@@ -149,18 +179,20 @@ def _write_misses(tw: Writer, misses: Sequence[Record], shown: int | None) -> No
         )
 
 
-def _write_gate(tw: Writer, summaries: Sequence[Summary], failures: Sequence[GateFailure]) -> None:
-    gated = [s for s in summaries if s.threshold is not None and s.accuracy is not None]
+def _write_gate(tw: Writer, summaries: Sequence[Summary], failures: Sequence[Failure]) -> None:
+    for line in gate_lines(summaries, failures):
+        failed = line.startswith("llmeval gate FAILED")
+        tw.write_line(line, red=failed, bold=failed, green=line.startswith("llmeval gate passed"))
+
+
+def gate_lines(summaries: Sequence[Summary], failures: Sequence[Failure]) -> list[str]:
+    """The gate's decision in words (shared with `llmeval gate`)."""
     if failures:
-        for failure in failures:
-            tw.write_line(f"llmeval gate FAILED: {failure.describe()}", red=True, bold=True)
-    elif gated:
-        tw.write_line(
-            f"llmeval gate passed: {len(gated)} suite/model pair(s) at or above threshold",
-            green=True,
-        )
-    else:
-        tw.write_line("llmeval: no threshold set (--llm-threshold or a suite's `threshold:`)")
+        return [f"llmeval gate FAILED: {failure.describe()}" for failure in failures]
+    gated = [s for s in summaries if s.threshold is not None and s.accuracy is not None]
+    if gated:
+        return [f"llmeval gate passed: {len(gated)} suite/model pair(s) at or above threshold"]
+    return ["llmeval: no threshold set (--llm-threshold or a suite's `threshold:`)"]
 
 
 def write_engine_notes(
@@ -239,10 +271,18 @@ def write_plan(tw: Writer, rows: Sequence[PlanRow], max_cost: float | None, reco
         tw.write_line(f"--llm-max-cost ${max_cost:g}: the estimate is {verdict} it")
 
 
-def write_upload(
-    tw: Writer, upload: UploadReport, saved: str | None, save_error: str | None
+def write_published(
+    tw: Writer, upload: UploadReport | None, saved: str | None, save_error: str | None
 ) -> None:
-    """What reached LangSmith, where to look at it, and what to do when not all of it did."""
+    """Where the results file is; what reached LangSmith, where to look at it, and what to
+    do when not all of it did."""
+    if upload is None:
+        if save_error is not None:
+            tw.write_line(f"llmeval: WARNING: results file not written: {save_error}",
+                          yellow=True, bold=True)  # fmt: skip
+        else:
+            tw.write_line(f"llmeval results: {saved}")
+        return
     for line, warning in upload_lines(upload, saved, save_error):
         tw.write_line(line, yellow=warning, bold=warning)
 

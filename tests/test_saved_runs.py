@@ -1,0 +1,120 @@
+"""Saved runs: --llm-save and --llm-autosave, a baseline to compare with, and the gate
+applied again to saved results by `llmeval gate`, calling no model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llmeval.saved_run import SavedRun
+from tests.conftest import oracle, suite_yaml, write_config
+from tests.openai_server import OpenAIServer, Request
+
+
+def kettle_wrong(request: Request) -> Any:
+    answer = oracle(request)
+    return {**answer, "star_rating": 1} if answer["product"] == "kettle" else answer
+
+
+def project(pytester: pytest.Pytester, server: OpenAIServer) -> None:
+    server.on("m1", oracle)
+    server.on("m2", kettle_wrong)
+    write_config(pytester, server, ["m1", "m2"])
+    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+
+
+def gate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_llmeval.cli", "gate", *args],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def failed_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("llmeval gate")]
+
+
+def test_save_writes_every_result_and_autosave_names_the_run(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    project(pytester, openai_server)
+    result = pytester.runpytest("--llm-save=out/run.json")
+    result.stdout.fnmatch_lines(["llmeval results: out/run.json"])
+    saved = SavedRun.load(pytester.path / "out" / "run.json")
+    assert sorted((r.case, r.model, r.outcome) for r in saved.records) == sorted(
+        [(case, "m1", "pass") for case in ("desk-chair", "kettle", "headphones")]
+        + [("desk-chair", "m2", "pass"), ("kettle", "m2", "miss"), ("headphones", "m2", "pass")]
+    )
+    assert saved.models["m1"]["params"] == {"temperature": 0}
+    assert saved.exit_status == 0  # no threshold: misses alone do not fail the run
+    pytester.runpytest("--llm-autosave")
+    (autosaved,) = (pytester.path / "llmeval-results").glob("*-no-git-*.json")
+    assert len(SavedRun.load(autosaved).records) == 6
+
+
+def test_a_baseline_lists_what_changed_and_gates_a_regression_both_ways(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    project(pytester, openai_server)
+    pytester.runpytest("--llm-autosave", "--llm-models=m1")
+    openai_server.on("m1", kettle_wrong)  # the same model, now wrong on the kettle
+    flags = ["--llm-models=m1", "--llm-record=all", "--llm-baseline=latest"]
+    lenient = pytester.runpytest(*flags, "--llm-max-regression=40")
+    assert lenient.ret == pytest.ExitCode.OK  # 33.3 points down, 40 allowed
+    strict = pytester.runpytest(*flags, "--llm-max-regression=10")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines([
+        "*llmeval: against the baseline llmeval-results/*.json*",
+        "suite / model *accuracy then *now *change *p50 then *now *cost then *now",
+        "reviews / m1 *100.0% *66.7% *-33.3 pts *",
+        "reviews / m1 newly failing: kettle",
+        "llmeval gate FAILED: reviews / m1: accuracy fell 33.3 points against the baseline "
+        "(100.0% to 66.7%), more than --llm-max-regression=10; newly failing: kettle",
+    ])  # fmt: skip
+
+
+def test_llmeval_gate_agrees_with_the_gate_of_the_run(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    project(pytester, openai_server)
+    run = pytester.runpytest("--llm-threshold=0.9", "--llm-save=run.json")
+    assert run.ret == pytest.ExitCode.TESTS_FAILED
+    again = gate(str(pytester.path / "run.json"))
+    assert again.returncode == 1
+    assert failed_lines(again.stdout) == failed_lines(run.stdout.str())
+    assert failed_lines(again.stdout) == [
+        "llmeval gate FAILED: reviews / m2: accuracy 66.7% is below the threshold 90.0% by "
+        "23.3 points; missed: kettle"
+    ]
+    lower = gate(str(pytester.path / "run.json"), "--threshold", "0.6")
+    assert lower.returncode == 0
+    assert "llmeval gate passed: 2 suite/model pair(s) at or above threshold" in lower.stdout
+    # Against a baseline: the same decision as the run's own --llm-baseline.
+    pytester.runpytest("--llm-save=before.json", "--llm-models=m1")
+    openai_server.on("m1", kettle_wrong)
+    regressed = pytester.runpytest("--llm-models=m1", "--llm-record=all", "--llm-save=after.json",
+                                   "--llm-baseline=before.json", "--llm-max-regression=10")  # fmt: skip
+    assert regressed.ret == pytest.ExitCode.TESTS_FAILED
+    offline = gate(str(pytester.path / "after.json"), "--baseline",
+                   str(pytester.path / "before.json"), "--max-regression", "10")  # fmt: skip
+    assert offline.returncode == 1
+    assert failed_lines(offline.stdout) == failed_lines(regressed.stdout.str())
+    assert "reviews / m1 newly failing: kettle" in offline.stdout
+
+
+def test_a_missing_baseline_and_a_limit_without_one_are_usage_errors(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    project(pytester, openai_server)
+    missing = pytester.runpytest("--llm-baseline=nowhere.json")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    missing.stderr.fnmatch_lines(["*--llm-baseline: nowhere.json: cannot read it*"])
+    latest = pytester.runpytest("--llm-baseline=latest")
+    latest.stderr.fnmatch_lines(["*--llm-baseline=latest: no saved run in *llmeval-results"])
+    alone = pytester.runpytest("--llm-max-regression=5")
+    alone.stderr.fnmatch_lines(["*--llm-max-regression needs --llm-baseline"])
+    bad = gate(str(Path(pytester.path / "nowhere.json")))
+    assert bad.returncode == 2
+    assert "nowhere.json: cannot read it" in bad.stderr
