@@ -82,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     gate.add_argument("--threshold", type=float, default=None,
                       help="minimum accuracy (0..1) for every suite and model (default: "
                       "the thresholds the run had)")  # fmt: skip
+    gate.add_argument("--confidence", choices=("point", "lenient", "strict"), default="point",
+                      help="as --llm-confidence")  # fmt: skip
     gate.add_argument("--baseline", type=Path, default=None, help="a results file to compare with")
     gate.add_argument("--max-regression", type=float, default=None,
                       help="fail when accuracy is more than this many points below the "
@@ -138,7 +140,10 @@ def _gate(args: argparse.Namespace) -> int:
         records = tuple(replace(r, threshold=args.threshold) for r in records)
     summaries = summarize(records)
     changes = compare(before, records) if args.baseline is not None else []
-    failures: list[Failure] = [*evaluate(summaries), *regressions(changes, args.max_regression)]
+    failures: list[Failure] = [
+        *evaluate(summaries, args.confidence),
+        *regressions(changes, args.max_regression),
+    ]
     for summary in summaries:
         accuracy = "-" if summary.accuracy is None else f"{summary.accuracy:.1%}"
         print(f"{summary.suite} / {summary.model}: accuracy {accuracy} "
@@ -148,7 +153,7 @@ def _gate(args: argparse.Namespace) -> int:
                             ("newly passing", change.newly_passing)):  # fmt: skip
             if cases:
                 print(f"{change.suite} / {change.model} {what}: {', '.join(cases)}")
-    for line in gate_lines(summaries, failures):
+    for line in gate_lines(summaries, failures, args.confidence):
         print(line)
     return 1 if failures else 0
 

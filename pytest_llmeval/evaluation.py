@@ -160,7 +160,7 @@ class Evaluation:
 
     def decide(self) -> list[Failure]:
         regressed = regressions(self.changes(), self.settings.max_regression)
-        self.failures = [*evaluate(self.summaries()), *regressed]
+        self.failures = [*evaluate(self.summaries(), self.settings.confidence), *regressed]
         return self.failures
 
 

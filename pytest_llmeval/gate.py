@@ -10,6 +10,10 @@ from pytest_llmeval.baseline import Change
 from pytest_llmeval.results import Summary
 
 LISTED = 10
+# What is held against the threshold: the accuracy itself, or a bound of its 95% Wilson
+# interval: `lenient` fails only when even the upper bound is below (the data shows the
+# model short of it), `strict` unless the lower bound reaches it (the data shows it there).
+CONFIDENCE = {"point": "accuracy", "lenient": "upper 95% bound", "strict": "lower 95% bound"}
 
 
 @dataclass(frozen=True)
@@ -19,27 +23,35 @@ class GateFailure:
     accuracy: float
     threshold: float
     missed: tuple[str, ...]
+    confidence: str = "point"
+    measured: float | None = None  # the bound held against the threshold, if not accuracy
 
     def describe(self) -> str:
         shown = ", ".join(self.missed[:LISTED])
         more = f" (+{len(self.missed) - LISTED} more)" if len(self.missed) > LISTED else ""
+        value = self.accuracy if self.measured is None else self.measured
+        held = "" if self.measured is None else f" (accuracy {self.accuracy:.1%})"
         return (
-            f"{self.suite} / {self.model}: accuracy {self.accuracy:.1%} is below the threshold "
-            f"{self.threshold:.1%} by {(self.threshold - self.accuracy) * 100:.1f} points; "
-            f"missed: {shown}{more}"
+            f"{self.suite} / {self.model}: {CONFIDENCE[self.confidence]} {value:.1%}{held} is "
+            f"below the threshold {self.threshold:.1%} by {(self.threshold - value) * 100:.1f} "
+            f"points; missed: {shown or 'none'}{more}"
         )
 
 
-def evaluate(summaries: Iterable[Summary]) -> list[GateFailure]:
-    """The (suite, model) pairs whose accuracy falls below their threshold."""
+def evaluate(summaries: Iterable[Summary], confidence: str = "point") -> list[GateFailure]:
+    """The (suite, model) pairs whose accuracy (or its bound) falls below their threshold."""
     failures = []
     for summary in summaries:
-        accuracy, threshold = summary.accuracy, summary.threshold
+        accuracy, threshold, interval = summary.accuracy, summary.threshold, summary.interval
+        if accuracy is None or threshold is None or interval is None:
+            continue
+        measured = {"point": None, "lenient": interval[1], "strict": interval[0]}[confidence]
         # The epsilon keeps 27/30 >= 0.9 true despite binary floating point.
-        if accuracy is None or threshold is None or accuracy + 1e-9 >= threshold:
+        if (accuracy if measured is None else measured) + 1e-9 >= threshold:
             continue
         missed = tuple(r.case for r in summary.missed())
-        failures.append(GateFailure(summary.suite, summary.model, accuracy, threshold, missed))
+        failures.append(GateFailure(summary.suite, summary.model, accuracy, threshold, missed,
+                                    confidence, measured))  # fmt: skip
     return failures
 
 

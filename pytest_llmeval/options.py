@@ -33,6 +33,10 @@ OPTIONS = (
     Option("threshold", "float", "minimum accuracy (0..1) per suite and model; a suite's own "
            "`threshold:` takes precedence"),
     Option("strict", "bool", "every miss fails its test (not only the gate)", False),
+    Option("confidence", "str", "what the threshold gate holds against the threshold: point = "
+           "the accuracy; lenient = the upper bound of its 95% interval (fail only when the data "
+           "shows it short); strict = the lower bound (pass only when the data shows it there)",
+           "point", ("point", "lenient", "strict")),
     Option("timeout", "float", "seconds before a model request times out", 60.0),
     Option("max_retries", "int", "retries of a failed request (429, 5xx, timeouts)", 2),
     Option("misses_shown", "int", "misses whose diff the summary prints (-v prints all)", 10),
@@ -101,6 +105,7 @@ class Settings:
     models: tuple[str, ...]
     threshold: float | None
     strict: bool
+    confidence: str
     timeout: float
     max_retries: int
     misses_shown: int

@@ -248,7 +248,8 @@ class ResultsCollector:
             if ev.baseline is not None:
                 against = (relpath(self.config, ev.baseline[0]), ev.changes())
             write_summary(terminalreporter, ev.summaries(), ev.failures, misses_shown=shown,
-                          reference=ev.settings.reference_model, baseline=against)  # fmt: skip
+                          reference=ev.settings.reference_model, baseline=against,
+                          confidence=ev.settings.confidence)  # fmt: skip
             write_engine_notes(terminalreporter, ev.records, ev.rate_limits(), ev.cache.label)
         if self.published is not None:
             published = self.published

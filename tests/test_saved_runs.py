@@ -118,3 +118,32 @@ def test_a_missing_baseline_and_a_limit_without_one_are_usage_errors(
     bad = gate(str(Path(pytester.path / "nowhere.json")))
     assert bad.returncode == 2
     assert "nowhere.json: cannot read it" in bad.stderr
+
+
+def test_the_confidence_rule_holds_a_bound_of_the_interval_against_the_threshold(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    # Three cases. m2, 2 of 3: Wilson 95% 20.8% to 93.9%; m1, 3 of 3: 43.9% to 100%.
+    # (2/3: centre (2/3 + z²/6) / (1 + z²/3) = 0.5731, half-width 0.3654; z² = 3.84146.)
+    project(pytester, openai_server)
+    lenient = pytester.runpytest("--llm-threshold=0.9", "--llm-confidence=lenient",
+                                 "--llm-save=run.json")  # fmt: skip
+    assert lenient.ret == pytest.ExitCode.OK  # 93.9% >= 90%: the data does not show m2 short
+    lenient.stdout.fnmatch_lines([
+        "llmeval gate: --llm-confidence=lenient: the upper 95% bound of each accuracy is held "
+        "against the threshold",
+        "llmeval gate passed: 2 suite/model pair(s) at or above threshold",
+    ])  # fmt: skip
+    strict = pytester.runpytest("--llm-threshold=0.9", "--llm-confidence=strict")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED  # three cases show neither at 90%
+    assert failed_lines(strict.stdout.str()) == [
+        "llmeval gate: --llm-confidence=strict: the lower 95% bound of each accuracy is held "
+        "against the threshold",
+        "llmeval gate FAILED: reviews / m1: lower 95% bound 43.9% (accuracy 100.0%) is below "
+        "the threshold 90.0% by 46.1 points; missed: none",
+        "llmeval gate FAILED: reviews / m2: lower 95% bound 20.8% (accuracy 66.7%) is below "
+        "the threshold 90.0% by 69.2 points; missed: kettle",
+    ]
+    offline = gate(str(pytester.path / "run.json"), "--confidence", "strict")
+    assert offline.returncode == 1
+    assert failed_lines(offline.stdout) == failed_lines(strict.stdout.str())

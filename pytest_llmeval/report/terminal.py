@@ -9,7 +9,7 @@ from typing import Protocol
 from pytest_llmeval.baseline import Change
 from pytest_llmeval.comparison import mcnemar_exact, pair
 from pytest_llmeval.engine import PlanRow
-from pytest_llmeval.gate import Failure
+from pytest_llmeval.gate import CONFIDENCE, Failure
 from pytest_llmeval.langsmith_upload import UploadReport
 from pytest_llmeval.limits import AdaptiveLimit
 from pytest_llmeval.results import Record, Summary
@@ -35,6 +35,7 @@ def write_summary(
     misses_shown: int | None,
     reference: str | None = None,
     baseline: tuple[str, Sequence[Change]] | None = None,
+    confidence: str = "point",
 ) -> None:
     suites = list(dict.fromkeys(s.suite for s in summaries))
     for suite in suites:
@@ -62,7 +63,7 @@ def write_summary(
     misses = [r for s in summaries for r in s.missed()]
     if misses:
         _write_misses(tw, misses, misses_shown)
-    _write_gate(tw, summaries, failures)
+    _write_gate(tw, summaries, failures, confidence)
 
 
 BASELINE_HEADER = (
@@ -179,19 +180,30 @@ def _write_misses(tw: Writer, misses: Sequence[Record], shown: int | None) -> No
         )
 
 
-def _write_gate(tw: Writer, summaries: Sequence[Summary], failures: Sequence[Failure]) -> None:
-    for line in gate_lines(summaries, failures):
+def _write_gate(
+    tw: Writer, summaries: Sequence[Summary], failures: Sequence[Failure], confidence: str
+) -> None:
+    for line in gate_lines(summaries, failures, confidence):
         failed = line.startswith("llmeval gate FAILED")
         tw.write_line(line, red=failed, bold=failed, green=line.startswith("llmeval gate passed"))
 
 
-def gate_lines(summaries: Sequence[Summary], failures: Sequence[Failure]) -> list[str]:
+def gate_lines(
+    summaries: Sequence[Summary], failures: Sequence[Failure], confidence: str = "point"
+) -> list[str]:
     """The gate's decision in words (shared with `llmeval gate`)."""
-    if failures:
-        return [f"llmeval gate FAILED: {failure.describe()}" for failure in failures]
     gated = [s for s in summaries if s.threshold is not None and s.accuracy is not None]
+    rule = [] if confidence == "point" or not gated else [
+        f"llmeval gate: --llm-confidence={confidence}: the {CONFIDENCE[confidence]} of each "
+        "accuracy is held against the threshold"
+    ]  # fmt: skip
+    if failures:
+        return rule + [f"llmeval gate FAILED: {failure.describe()}" for failure in failures]
     if gated:
-        return [f"llmeval gate passed: {len(gated)} suite/model pair(s) at or above threshold"]
+        return [
+            *rule,
+            f"llmeval gate passed: {len(gated)} suite/model pair(s) at or above threshold",
+        ]
     return ["llmeval: no threshold set (--llm-threshold or a suite's `threshold:`)"]
 
 
