@@ -15,7 +15,7 @@ from pytest_llmeval.saved_run import ResultsFileError, SavedRun
 class Change:
     before: Summary
     now: Summary
-    newly_failing: tuple[str, ...]  # passed then; missed or errored now
+    newly_failing: tuple[str, ...]  # passed (every time) then; not now
     newly_passing: tuple[str, ...]
 
     @property
@@ -42,8 +42,7 @@ def compare(before: Sequence[Record], now: Sequence[Record]) -> list[Change]:
         then = earlier.get((summary.suite, summary.model))
         if then is None:
             continue
-        passed_then = {r.case for r in then.records if r.outcome == "pass"}
-        passed_now = {r.case for r in summary.records if r.outcome == "pass"}
+        passed_then, passed_now = _always_passed(then), _always_passed(summary)
         cases_now = {r.case for r in summary.records}
         cases_then = {r.case for r in then.records}
         changes.append(
@@ -55,6 +54,14 @@ def compare(before: Sequence[Record], now: Sequence[Record]) -> list[Change]:
             )
         )
     return changes
+
+
+def _always_passed(summary: Summary) -> set[str]:
+    """Cases that passed every time they were asked (once, without --llm-repeat)."""
+    verdicts: dict[str, bool] = {}
+    for record in summary.records:
+        verdicts[record.case] = verdicts.get(record.case, True) and record.outcome == "pass"
+    return {case for case, passed in verdicts.items() if passed}
 
 
 def find(spec: str, results_dir: Path) -> Path:

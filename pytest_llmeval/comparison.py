@@ -72,9 +72,15 @@ def mcnemar_exact(b: int, c: int) -> float:
 
 
 def pair(reference: Iterable[Record], candidate: Iterable[Record]) -> Paired:
-    """The cases both answered (an error has no verdict to pair)."""
-    ref = {r.case: r.outcome == "pass" for r in reference if r.outcome != "error"}
-    cand = {r.case: r.outcome == "pass" for r in candidate if r.outcome != "error"}
+    """The cases both answered (an error has no verdict to pair). With --llm-repeat, the
+    first asking of each: McNemar's pairs must be independent, and repeats of one case
+    are not."""
+
+    def verdicts(records: Iterable[Record]) -> dict[str, bool]:
+        return {r.case: r.outcome == "pass" for r in records
+                if r.outcome != "error" and r.repeat == 0}  # fmt: skip
+
+    ref, cand = verdicts(reference), verdicts(candidate)
     shared = [(ref[case], cand[case]) for case in ref if case in cand]
     return Paired(
         both=sum(r and c for r, c in shared),

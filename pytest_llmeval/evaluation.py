@@ -160,7 +160,9 @@ class Evaluation:
 
     def decide(self) -> list[Failure]:
         regressed = regressions(self.changes(), self.settings.max_regression)
-        self.failures = [*evaluate(self.summaries(), self.settings.confidence), *regressed]
+        settings = self.settings
+        gated = evaluate(self.summaries(), settings.confidence, settings.repeat_gate)
+        self.failures = [*gated, *regressed]
         return self.failures
 
 

@@ -7,51 +7,64 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pytest_llmeval.baseline import Change
-from pytest_llmeval.results import Summary
+from pytest_llmeval.results import Summary, wilson
 
 LISTED = 10
 # What is held against the threshold: the accuracy itself, or a bound of its 95% Wilson
 # interval: `lenient` fails only when even the upper bound is below (the data shows the
 # model short of it), `strict` unless the lower bound reaches it (the data shows it there).
-CONFIDENCE = {"point": "accuracy", "lenient": "upper 95% bound", "strict": "lower 95% bound"}
+CONFIDENCE = {"point": "", "lenient": "upper 95% bound", "strict": "lower 95% bound"}
 
 
 @dataclass(frozen=True)
 class GateFailure:
     suite: str
     model: str
-    accuracy: float
+    value: float  # the measure: accuracy, or pass^N
     threshold: float
     missed: tuple[str, ...]
+    measure: str = "accuracy"
     confidence: str = "point"
-    measured: float | None = None  # the bound held against the threshold, if not accuracy
+    bound: float | None = None  # the bound held against the threshold (lenient, strict)
 
     def describe(self) -> str:
         shown = ", ".join(self.missed[:LISTED])
         more = f" (+{len(self.missed) - LISTED} more)" if len(self.missed) > LISTED else ""
-        value = self.accuracy if self.measured is None else self.measured
-        held = "" if self.measured is None else f" (accuracy {self.accuracy:.1%})"
+        held = self.value if self.bound is None else self.bound
+        what = (
+            f"{self.measure} {self.value:.1%}"
+            if self.bound is None
+            else f"{CONFIDENCE[self.confidence]} {self.bound:.1%} ({self.measure} {self.value:.1%})"
+        )
         return (
-            f"{self.suite} / {self.model}: {CONFIDENCE[self.confidence]} {value:.1%}{held} is "
-            f"below the threshold {self.threshold:.1%} by {(self.threshold - value) * 100:.1f} "
-            f"points; missed: {shown or 'none'}{more}"
+            f"{self.suite} / {self.model}: {what} is below the threshold {self.threshold:.1%} "
+            f"by {(self.threshold - held) * 100:.1f} points; missed: {shown or 'none'}{more}"
         )
 
 
-def evaluate(summaries: Iterable[Summary], confidence: str = "point") -> list[GateFailure]:
-    """The (suite, model) pairs whose accuracy (or its bound) falls below their threshold."""
+def evaluate(
+    summaries: Iterable[Summary], confidence: str = "point", repeat_gate: str = "mean"
+) -> list[GateFailure]:
+    """The (suite, model) pairs whose accuracy (or pass^N, or a bound of either) falls
+    below their threshold."""
     failures = []
     for summary in summaries:
-        accuracy, threshold, interval = summary.accuracy, summary.threshold, summary.interval
-        if accuracy is None or threshold is None or interval is None:
+        measure = "accuracy"
+        right, asked = summary.passes, summary.answered
+        if repeat_gate == "all" and summary.repeats > 1:
+            measure = f"pass^{summary.repeats}"
+            right, asked = summary.always_right
+        if summary.threshold is None or not asked:
             continue
-        measured = {"point": None, "lenient": interval[1], "strict": interval[0]}[confidence]
+        value = right / asked
+        low, high = wilson(right, asked)
+        bound = {"point": None, "lenient": high, "strict": low}[confidence]
         # The epsilon keeps 27/30 >= 0.9 true despite binary floating point.
-        if (accuracy if measured is None else measured) + 1e-9 >= threshold:
+        if (value if bound is None else bound) + 1e-9 >= summary.threshold:
             continue
-        missed = tuple(r.case for r in summary.missed())
-        failures.append(GateFailure(summary.suite, summary.model, accuracy, threshold, missed,
-                                    confidence, measured))  # fmt: skip
+        missed = tuple(dict.fromkeys(r.case for r in summary.missed()))
+        failures.append(GateFailure(summary.suite, summary.model, value, summary.threshold,
+                                    missed, measure, confidence, bound))  # fmt: skip
     return failures
 
 

@@ -56,20 +56,25 @@ class SuiteFile(pytest.File):
                 message = f"{shown}: suite {suite.name!r} is scored by a judge: {exc}"
                 yield SuiteErrorItem.from_parent(self, name="no-judge", message=message)
                 return
+        repeats = ev.settings.repeat
         for case in suite.cases:
             for model in models:
-                name = f"{case.id}[{model.name}]"
-                yield CaseItem.from_parent(
-                    self,
-                    name=name,
-                    # Spelled out so pytest (9.2+) parses "[model]" as the parameter part,
-                    # as for a parametrized function: --lf matches ids by those parts.
-                    nodeid=f"{self.nodeid}::{name}",
-                    suite=suite,
-                    case=case,
-                    model=model,
-                    judge_model=judge_model,
-                )
+                for repeat in range(repeats):
+                    # kettle[gpt-4], or kettle[gpt-4-r2] for the second of several askings.
+                    label = model.name if repeats == 1 else f"{model.name}-r{repeat + 1}"
+                    name = f"{case.id}[{label}]"
+                    yield CaseItem.from_parent(
+                        self,
+                        name=name,
+                        # Spelled out so pytest (9.2+) parses "[model]" as the parameter part,
+                        # as for a parametrized function: --lf matches ids by those parts.
+                        nodeid=f"{self.nodeid}::{name}",
+                        suite=suite,
+                        case=case,
+                        model=model,
+                        judge_model=judge_model,
+                        repeat=repeat,
+                    )
 
 
 class SuiteErrorItem(pytest.Item):
@@ -100,9 +105,11 @@ class CaseItem(pytest.Item):
         case: Case,
         model: ModelSpec,
         judge_model: ModelSpec | None = None,
+        repeat: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.repeat = repeat
         self.suite = suite
         self.case = case
         self.model = model
@@ -135,6 +142,7 @@ class CaseItem(pytest.Item):
             expected=self.case.expected,
             inputs=self.case.inputs or {"messages": [asdict(m) for m in self.case.messages]},
             tags=self.case.tags,
+            repeat=self.repeat,
             **fields,
         )
 
@@ -146,8 +154,10 @@ class CaseItem(pytest.Item):
             response_format=self.suite.response_format,
             group=self.suite.name,
             name=self.case.id,
+            repeat=self.repeat,
             pinned=True,
-            where=f"{self.location_text}: case {self.case.id!r}, model {self.model.name}",
+            where=f"{self.location_text}: case {self.case.id!r}, model {self.model.name}"
+            + (f", repeat {self.repeat + 1}" if self.repeat else ""),
             expected_chars=len(json.dumps(self.case.expected)),
         )
 

@@ -53,6 +53,11 @@ OPTIONS = (
            "(a suite's `scoring.judge.model` wins)"),
     Option("dry_run", "bool", "count requests and estimate tokens and cost per model; call "
            "nothing", False),
+    Option("repeat", "int", "ask every case this many times (each answer recorded apart): "
+           "accuracy over all answers, pass^N over cases, flaky cases listed", 1),
+    Option("repeat_gate", "str", "with --llm-repeat: the gate holds `mean` (accuracy over all "
+           "answers) or `all` (pass^N: the share of cases right every time) against the "
+           "threshold", "mean", ("mean", "all")),
     Option("reference_model", "str", "compare every other model with this one on the same "
            "cases: paired table, accuracy difference with its 95% interval, McNemar's exact test"),
     Option("baseline", "str", "compare with a saved run (a results file, or `latest` in "
@@ -115,6 +120,8 @@ class Settings:
     max_cost: float | None
     judge_model: str | None
     dry_run: bool
+    repeat: int
+    repeat_gate: str
     reference_model: str | None
     baseline: str | None
     max_regression: float | None
@@ -165,7 +172,7 @@ def _read(config: pytest.Config, option: Option) -> Any:
         number = float(raw) if option.kind == "float" else int(raw)
     except ValueError:
         number = -1
-    positive = option.name in ("timeout", "concurrency")
+    positive = option.name in ("timeout", "concurrency", "repeat")
     if number < 0 or (positive and number == 0):
         sign = "positive" if positive else "non-negative"
         raise pytest.UsageError(

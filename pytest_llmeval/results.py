@@ -46,6 +46,7 @@ class Record:
     tags: tuple[str, ...] = ()
     parsed: Any = None  # the answer as JSON, when it is JSON
     finished_at: float | None = None  # epoch seconds when the answer came (or was replayed)
+    repeat: int = 0  # which asking of the case this is (--llm-repeat), from 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,6 +158,39 @@ class Summary:
 
     def missed(self) -> list[Record]:
         return [r for r in self.records if r.outcome == "miss"]
+
+    @property
+    def repeats(self) -> int:
+        return 1 + max((r.repeat for r in self.records), default=0)
+
+    def _verdicts(self) -> dict[str, list[bool]]:
+        """Each case's verdicts over its repeats, for cases with no errored answer."""
+        by_case: dict[str, list[Record]] = {}
+        for record in self.records:
+            by_case.setdefault(record.case, []).append(record)
+        return {
+            case: [r.outcome == "pass" for r in records]
+            for case, records in by_case.items()
+            if all(r.outcome != "error" for r in records)
+        }
+
+    @property
+    def always_right(self) -> tuple[int, int]:
+        """(cases right in every repeat, cases answered every time): pass^N's parts."""
+        verdicts = self._verdicts().values()
+        return sum(all(v) for v in verdicts), len(verdicts)
+
+    @property
+    def pass_all(self) -> float | None:
+        """pass^N: the share of cases right every time they were asked."""
+        right, cases = self.always_right
+        return right / cases if cases else None
+
+    @property
+    def flaky(self) -> dict[str, tuple[int, int]]:
+        """Cases both right and wrong across repeats: case → (times right, times asked)."""
+        return {case: (sum(v), len(v)) for case, v in self._verdicts().items()
+                if any(v) and not all(v)}  # fmt: skip
 
 
 def summarize(records: Iterable[Record], model_order: Sequence[str] = ()) -> list[Summary]:

@@ -130,15 +130,15 @@ def test_the_confidence_rule_holds_a_bound_of_the_interval_against_the_threshold
                                  "--llm-save=run.json")  # fmt: skip
     assert lenient.ret == pytest.ExitCode.OK  # 93.9% >= 90%: the data does not show m2 short
     lenient.stdout.fnmatch_lines([
-        "llmeval gate: --llm-confidence=lenient: the upper 95% bound of each accuracy is held "
-        "against the threshold",
+        "llmeval gate: --llm-confidence=lenient: the upper 95% bound of each accuracy (or pass^N) "
+        "is held against the threshold",
         "llmeval gate passed: 2 suite/model pair(s) at or above threshold",
     ])  # fmt: skip
     strict = pytester.runpytest("--llm-threshold=0.9", "--llm-confidence=strict")
     assert strict.ret == pytest.ExitCode.TESTS_FAILED  # three cases show neither at 90%
     assert failed_lines(strict.stdout.str()) == [
-        "llmeval gate: --llm-confidence=strict: the lower 95% bound of each accuracy is held "
-        "against the threshold",
+        "llmeval gate: --llm-confidence=strict: the lower 95% bound of each accuracy (or pass^N) "
+        "is held against the threshold",
         "llmeval gate FAILED: reviews / m1: lower 95% bound 43.9% (accuracy 100.0%) is below "
         "the threshold 90.0% by 46.1 points; missed: none",
         "llmeval gate FAILED: reviews / m2: lower 95% bound 20.8% (accuracy 66.7%) is below "

@@ -55,6 +55,8 @@ def write_summary(
             header = ("field", *(s.model for s in rows))
             lines = [(name, *(_pct(s.field_rates.get(name)) for s in rows)) for name in fields]
             _table(tw, [header, *lines])
+        if any(s.repeats > 1 for s in rows):
+            _write_repeats(tw, rows)
         against = next((s for s in rows if s.model == reference), None)
         if against is not None and len(rows) > 1:
             _write_paired(tw, against, [s for s in rows if s is not against])
@@ -90,6 +92,22 @@ def _write_baseline(tw: Writer, name: str, changes: Sequence[Change]) -> None:
                             ("newly passing", change.newly_passing)):  # fmt: skip
             if cases:
                 tw.write_line(f"{change.suite} / {change.model} {what}: {', '.join(cases)}")
+
+
+def _write_repeats(tw: Writer, rows: Sequence[Summary]) -> None:
+    """Asked several times: accuracy over all answers, pass^N over cases, the flaky ones."""
+    repeats = max(s.repeats for s in rows)
+    tw.write_line("")
+    tw.write_line(f"each case asked {repeats} times:")
+    lines = []
+    for s in rows:
+        flaky = ", ".join(f"{case} ({right} of {asked})" for case, (right, asked)
+                          in sorted(s.flaky.items()))  # fmt: skip
+        right, cases = s.always_right
+        lines.append((s.model, str(s.answered), _pct(s.accuracy),
+                      f"{_pct(s.pass_all)} ({right} of {cases})", flaky or "none"))  # fmt: skip
+    header = ("model", "answers", "accuracy", f"pass^{repeats}", "flaky cases")
+    _table(tw, [header, *lines])
 
 
 PAIRED_HEADER = (
@@ -195,7 +213,7 @@ def gate_lines(
     gated = [s for s in summaries if s.threshold is not None and s.accuracy is not None]
     rule = [] if confidence == "point" or not gated else [
         f"llmeval gate: --llm-confidence={confidence}: the {CONFIDENCE[confidence]} of each "
-        "accuracy is held against the threshold"
+        "accuracy (or pass^N) is held against the threshold"
     ]  # fmt: skip
     if failures:
         return rule + [f"llmeval gate FAILED: {failure.describe()}" for failure in failures]
