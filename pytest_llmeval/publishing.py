@@ -76,7 +76,12 @@ class Publisher:
         saved = SavedRun(
             provenance=self.provenance,
             settings={
+                "models": [spec.name for spec in self.models],
                 "threshold": self.settings.threshold,
+                "confidence": self.settings.confidence,
+                "repeat": self.settings.repeat,
+                "repeat_gate": self.settings.repeat_gate,
+                "reference_model": self.settings.reference_model,
                 "record": self.settings.record,
                 "judge_model": self.settings.judge_model,
                 "langsmith_dataset": self.settings.langsmith_dataset,

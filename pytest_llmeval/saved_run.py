@@ -5,13 +5,16 @@ Format ``pytest-llmeval/results``, version 1::
     {"format": "pytest-llmeval/results", "version": 1,
      "run": {"run_id", "started_at", "finished_at", "plugin_version", "commit", "branch",
              "ci": {"provider", "run_id"}, "exit_status"},
-     "settings": {"threshold", "record", "judge_model", "langsmith_dataset"},
+     "settings": {"models", "threshold", "confidence", "repeat", "repeat_gate",
+                  "reference_model", "record", "judge_model", "langsmith_dataset",
+                  "langsmith_experiment_prefix"},
      "models": {name: {"model", "endpoint", "params", "price"}},
      "records": [one per case and model: see results.Record],
      "langsmith": {"sent": [ids of the runs and feedback LangSmith has taken]}}
 
 Times are epoch seconds. No API key is in it: endpoints lose userinfo and query, and
-parameters whose names look secret are left out.
+parameters whose names look secret are left out. docs/results-format.md describes every
+field.
 """
 
 from __future__ import annotations
