@@ -14,9 +14,9 @@ and what arrived is stored for assertions::
 Request and response shapes follow the SDK's source (langsmith 0.15). Endpoints, with the
 SDK method that calls each:
 
-* ``GET /info`` (answered without a key, as LangSmith does): ``Client.info``. What it answers
-  is :attr:`LangSmithServer.info`, by default multipart ingestion on, JSON example uploads
-  (no ``dataset_examples_multipart_enabled``) and no zstd compression.
+* ``GET /info`` (answered without checking the key: LangSmith serves it to anyone):
+  ``Client.info``. It answers :attr:`LangSmithServer.info`: by default multipart ingestion
+  on, JSON example uploads (no ``dataset_examples_multipart_enabled``), no zstd compression.
 * ``GET /datasets`` (``name``, ``name_contains``, ``id``, ``offset``, ``limit``):
   ``read_dataset(dataset_name=)``, which turns an empty list into LangSmithNotFoundError;
   ``list_datasets``. ``GET /datasets/{id}``: ``read_dataset(dataset_id=)``, 404 when unknown.
@@ -134,7 +134,7 @@ class _Fault:
     methods: tuple[str, ...] | None
     remaining: int | None
     hang: bool
-    retry_after: float | None
+    retry_after: int | None
 
     def matches(self, method: str, path: str) -> bool:
         if self.methods is not None and method not in self.methods:
@@ -566,7 +566,7 @@ class LangSmithServer:
         methods: Iterable[str] | None = None,
         count: int | None = None,
         hang: bool = False,
-        retry_after: float | None = None,
+        retry_after: int | None = None,
     ) -> None:
         """Answer ``status`` (body ``{"detail": ...}``) instead of serving, or with ``hang``
         read the request and never answer until the server stops.
@@ -574,9 +574,11 @@ class LangSmithServer:
         ``paths``: request paths it applies to (``"/runs/multipart"``; a trailing ``*`` is a
         prefix: ``"/runs/*"``), all when ``None``; ``methods`` likewise (``"PATCH"``).
         ``count``: the next N matching requests, every one when ``None``. ``retry_after``:
-        seconds sent as a ``Retry-After`` header (the SDK sleeps 30 s on a 429 without one,
-        when it retries). Faults apply before the key check and to ``/info`` too; several
-        faults are tried in the order given, the first matching one taking the request.
+        whole seconds sent as a ``Retry-After`` header (urllib3 rejects fractions; the SDK's
+        own loop sleeps 30 s on a 429 without one, when it retries).
+
+        Faults apply before the key check, and to ``/info`` too. Several faults are tried in
+        the order given, the first matching one taking the request.
         """
         if count is not None and count < 1:
             raise ValueError("count must be at least 1 (or None for every request)")
@@ -619,9 +621,12 @@ class LangSmithServer:
 
     @property
     def runs(self) -> dict[str, dict[str, Any]]:
-        """id → the run as received: its post's fields, patches merged in (``None`` values
-        in a patch change nothing), ``session_id`` resolved from ``session_name``;
-        attachments as ``{"attachments": {name: (content type, bytes)}}``."""
+        """id → the run as received: its post's fields, then each patch's top-level fields
+        over them (``None`` values in a patch change nothing; a patch's ``extra`` replaces
+        the post's whole ``extra``, as the SDK does when it folds a patch into a post),
+        ``session_id`` resolved from ``session_name``; attachments as
+        ``{"attachments": {name: (content type, bytes)}}``. A run only patched so far holds
+        the patch's fields (it is left out of ``/runs/query`` until its post arrives)."""
         return self._copy(self._runs)
 
     @property
@@ -699,7 +704,7 @@ class LangSmithServer:
             if fault is not None:
                 extra = {}
                 if fault.retry_after is not None:
-                    extra["Retry-After"] = f"{fault.retry_after:g}"
+                    extra["Retry-After"] = str(fault.retry_after)
                 raise _HTTPError(
                     fault.status, f"Injected fault: {fault.status} {_phrase(fault.status)}", extra
                 )
@@ -710,9 +715,9 @@ class LangSmithServer:
             call = _Call(
                 method, path, params, parse_qs(split.query, keep_blank_values=True), headers, body
             )
-            with self._lock:
+            with self._lock:  # answers may be stored dicts: serialize them under the lock too
                 status, value = handler(self, call)
-            response = _json_response(status, value)
+                response = _json_response(status, value)
         except _HTTPError as exc:
             response = _json_response(exc.status, {"detail": exc.detail}, exc.headers)
         except Exception as exc:

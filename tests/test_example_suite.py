@@ -32,10 +32,28 @@ def test_the_example_suite_runs_offline_and_gives_the_recorded_table() -> None:
     assert "llmeval gate FAILED: product-reviews / local-gemma: accuracy 0.0%" in out
     assert "llmeval gate FAILED: product-reviews-judged / local-gemma: accuracy 8.3%" in out
     # The tables are the live run's, as the README shows them: structural, then judged.
-    shown = [line for line in README.splitlines() if line.startswith("local-gemma ")]
+    what_you_see = README.split("## What you see")[1].split("\n## ")[0]
+    shown = [line for line in what_you_see.splitlines() if line.startswith("local-gemma ")]
     replayed = [line for line in out.splitlines() if line.startswith("local-gemma ")]
     assert len(shown) == 2
     assert replayed == shown
+
+
+def test_the_swap_comparison_in_the_readme_replays_offline() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LLMEVAL_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "example_suite", "-p", "no:cacheprovider",
+         "--llm-models=local-gemma,local-gemma-rp1", "--llm-reference-model=local-gemma"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    out = result.stdout
+    assert "llmeval answers: 240 replayed from example_suite/llmeval-cache/, 0 called" in out
+    section = README.split("## Comparing with a reference model")[1].split("\n## ")[0]
+    # Every table row and verdict the README shows is in the replayed output.
+    shown = [line for line in section.splitlines() if line.startswith("local-gemma")]
+    assert len(shown) == 5  # two table rows, two paired rows, a verdict
+    for line in shown:
+        assert line in out.splitlines(), line
 
 
 def test_the_judges_agreement_with_people_is_measured_offline() -> None:

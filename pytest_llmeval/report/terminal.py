@@ -149,8 +149,8 @@ def _write_paired(tw: Writer, reference: Summary, candidates: Sequence[Summary])
             differing = paired.only_reference + paired.only_candidate
             if mcnemar_exact(differing, 0) >= SIGNIFICANCE:  # even if all went one way
                 verdict += (
-                    f": only {differing} case(s) where they differ, and no fewer than "
-                    f"{DECISIVE} could show it"
+                    f": they differ on {differing} case(s), and it takes at least "
+                    f"{DECISIVE} to show anything"
                 )
             verdicts.append(verdict)
     if rows:
