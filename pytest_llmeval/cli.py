@@ -82,8 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     gate.add_argument("--threshold", type=float, default=None,
                       help="minimum accuracy (0..1) for every suite and model (default: "
                       "the thresholds the run had)")  # fmt: skip
-    gate.add_argument("--confidence", choices=("point", "lenient", "strict"), default="point",
-                      help="as --llm-confidence")  # fmt: skip
+    gate.add_argument("--confidence", choices=("point", "lenient", "strict"), default=None,
+                      help="as --llm-confidence (default: the run's)")  # fmt: skip
+    gate.add_argument("--repeat-gate", choices=("mean", "all"), default=None,
+                      help="as --llm-repeat-gate (default: the run's)")  # fmt: skip
     gate.add_argument("--baseline", type=Path, default=None, help="a results file to compare with")
     gate.add_argument("--max-regression", type=float, default=None,
                       help="fail when accuracy is more than this many points below the "
@@ -131,17 +133,21 @@ def _gate(args: argparse.Namespace) -> int:
         print("llmeval: --max-regression needs --baseline", file=sys.stderr)
         return 2
     try:
-        records = SavedRun.load(args.results).records
+        saved = SavedRun.load(args.results)
         before = SavedRun.load(args.baseline).records if args.baseline is not None else ()
     except ResultsFileError as exc:
         print(f"llmeval: {exc}", file=sys.stderr)
         return 2
+    records = saved.records
+    # Unless told otherwise, the rules the run itself applied.
+    confidence = args.confidence or saved.settings.get("confidence", "point")
+    repeat_gate = args.repeat_gate or saved.settings.get("repeat_gate", "mean")
     if args.threshold is not None:
         records = tuple(replace(r, threshold=args.threshold) for r in records)
     summaries = summarize(records)
     changes = compare(before, records) if args.baseline is not None else []
     failures: list[Failure] = [
-        *evaluate(summaries, args.confidence),
+        *evaluate(summaries, confidence, repeat_gate),
         *regressions(changes, args.max_regression),
     ]
     for summary in summaries:
@@ -153,7 +159,7 @@ def _gate(args: argparse.Namespace) -> int:
                             ("newly passing", change.newly_passing)):  # fmt: skip
             if cases:
                 print(f"{change.suite} / {change.model} {what}: {', '.join(cases)}")
-    for line in gate_lines(summaries, failures, args.confidence):
+    for line in gate_lines(summaries, failures, confidence):
         print(line)
     return 1 if failures else 0
 

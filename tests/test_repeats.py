@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -80,9 +82,21 @@ def test_each_case_is_asked_n_times_and_flaky_ones_are_listed(
     assert [n for n in recorded if n.startswith("kettle.")] == [
         "kettle.m1.json", "kettle.m1.r1.json", "kettle.m1.r2.json"
     ]  # fmt: skip
-    on_all = pytester.runpytest("--llm-repeat=3", "--llm-repeat-gate=all", "--llm-record=none")
+    on_all = pytester.runpytest("--llm-repeat=3", "--llm-repeat-gate=all", "--llm-record=none",
+                                "--llm-save=repeats.json")  # fmt: skip
     assert on_all.ret == pytest.ExitCode.TESTS_FAILED  # pass^3 66.7% < 80%
     on_all.stdout.fnmatch_lines([
         "llmeval gate FAILED: reviews / m1: pass^3 66.7% is below the threshold 80.0% by 13.3 "
         "points; missed: kettle"
     ])  # fmt: skip
+
+    # Applied again to the saved results, with the run's own measure: the same decision.
+    again = subprocess.run(
+        [sys.executable, "-m", "pytest_llmeval.cli", "gate", str(pytester.path / "repeats.json")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert again.returncode == 1
+    assert (
+        "llmeval gate FAILED: reviews / m1: pass^3 66.7% is below the threshold 80.0% by 13.3 "
+        "points; missed: kettle" in again.stdout.splitlines()
+    )

@@ -144,6 +144,10 @@ def test_the_confidence_rule_holds_a_bound_of_the_interval_against_the_threshold
         "llmeval gate FAILED: reviews / m2: lower 95% bound 20.8% (accuracy 66.7%) is below "
         "the threshold 90.0% by 69.2 points; missed: kettle",
     ]
+    # By default the saved run's own rule: lenient, as the run applied it.
+    same = gate(str(pytester.path / "run.json"))
+    assert same.returncode == 0
+    assert failed_lines(same.stdout) == failed_lines(lenient.stdout.str())
     offline = gate(str(pytester.path / "run.json"), "--confidence", "strict")
     assert offline.returncode == 1
     assert failed_lines(offline.stdout) == failed_lines(strict.stdout.str())
