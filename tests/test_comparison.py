@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pytest_llmeval.comparison import Paired, mcnemar_exact, pair
-from pytest_llmeval.results import Record, wilson
+from pytest_llmeval.report.terminal import write_summary
+from pytest_llmeval.results import Record, summarize, wilson
 from tests.conftest import oracle, suite_yaml, write_config
 from tests.openai_server import OpenAIServer, Request
 
@@ -102,3 +103,38 @@ def test_a_reference_model_not_in_the_run_is_a_usage_error(
     result = pytester.runpytest("--llm-reference-model=gpt-4")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--llm-reference-model gpt-4 is not one of the models run (m1)"])
+
+
+class Lines:
+    """A terminal writer that keeps the lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write_line(self, line: str, **markup: bool) -> None:
+        self.lines.append(line)
+
+    def write_sep(self, sep: str, title: str | None = None, **markup: bool) -> None:
+        self.lines.append(f"--- {title}")
+
+
+def test_six_cases_all_lost_are_worse_and_six_won_better() -> None:
+    def results(model: str, outcomes: str) -> list[Record]:
+        return [Record(suite="s", case=f"c{n}", model=model, nodeid=f"s::c{n}[{model}]",
+                       file="s.yaml", line=n, outcome="pass" if o == "p" else "miss")
+                for n, o in enumerate(outcomes)]  # fmt: skip
+
+    records = [*results("ref", "pppppp"), *results("worse", "mmmmmm"),
+               *results("better", "pppppp"), *results("mixed", "ppmmpm")]  # fmt: skip
+    lines = Lines()
+    write_summary(lines, summarize(records, ["ref", "worse", "better", "mixed"]), [],
+                  misses_shown=0, reference="ref")  # fmt: skip
+    assert "worse: WORSE than ref (p = 0.031 < 0.05)" in lines.lines  # 2 x (1/2)^6
+    # The same as the reference on every case: nothing to test.
+    assert any(line.startswith("better: no significant difference") for line in lines.lines)
+    assert any(line.startswith("mixed: no significant difference from ref (p = 0.250)")
+               for line in lines.lines)  # fmt: skip
+    flipped = Lines()
+    write_summary(flipped, summarize(records, ["worse", "ref"]), [], misses_shown=0,
+                  reference="worse")  # fmt: skip
+    assert "ref: BETTER than worse (p = 0.031 < 0.05)" in flipped.lines
