@@ -64,6 +64,8 @@ OPTIONS = (
            "--llm-results-dir): accuracy then and now, newly failing and passing cases"),
     Option("max_regression", "float", "fail when a suite and model's accuracy is more than "
            "this many points below the baseline's"),
+    Option("markdown", "str", "write the summary as Markdown to this file (also appended to "
+           "$GITHUB_STEP_SUMMARY when that is set)"),
     Option("langsmith", "bool", "send results to LangSmith, one experiment per suite and model "
            "(default: on when LANGSMITH_API_KEY is set and LANGSMITH_TRACING=true)"),
     Option("langsmith_dataset", "str", "LangSmith dataset name of each suite; {suite} is the "
@@ -125,6 +127,7 @@ class Settings:
     reference_model: str | None
     baseline: str | None
     max_regression: float | None
+    markdown: str | None
     langsmith: bool | None
     langsmith_dataset: str
     langsmith_timeout: float

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Generator
@@ -18,6 +19,7 @@ from pytest_llmeval.locations import relpath
 from pytest_llmeval.models import ConfigError
 from pytest_llmeval.publishing import Published, Publisher
 from pytest_llmeval.python_api import LLM
+from pytest_llmeval.report import markdown
 from pytest_llmeval.report.progress import ProgressLine
 from pytest_llmeval.report.terminal import (
     write_engine_notes,
@@ -208,6 +210,7 @@ class ResultsCollector:
         self.is_worker = hasattr(config, "workerinput")
         self.publisher = publisher
         self.published: Published | None = None
+        self.markdown_problems: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, "llmeval", None)
@@ -230,6 +233,12 @@ class ResultsCollector:
             self.published = self.publisher.finish(
                 ev.records, ev.judges.values(), int(session.exitstatus)
             )
+        if ev.records and (ev.settings.markdown or os.environ.get("GITHUB_STEP_SUMMARY")):
+            text = markdown.render(ev.summaries(), ev.failures, confidence=ev.settings.confidence,
+                                   changes=ev.changes())  # fmt: skip
+            target = ev.settings.markdown
+            path = None if target is None else self.config.invocation_params.dir / target
+            self.markdown_problems = markdown.publish(text, path)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         ev = evaluation(self.config)
@@ -251,6 +260,9 @@ class ResultsCollector:
                           reference=ev.settings.reference_model, baseline=against,
                           confidence=ev.settings.confidence)  # fmt: skip
             write_engine_notes(terminalreporter, ev.records, ev.rate_limits(), ev.cache.label)
+        for problem in self.markdown_problems:
+            warning = f"llmeval: WARNING: Markdown summary not written: {problem}"
+            terminalreporter.write_line(warning, yellow=True, bold=True)
         if self.published is not None:
             published = self.published
             saved = None if published.saved is None else relpath(self.config, published.saved)

@@ -45,10 +45,10 @@ def write_summary(
         gate = f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
         tw.write_sep("-", f"llmeval: {suite} ({gate})")
         if any(s.judged for s in rows):  # the judge's cost apart from the model's
-            lines = [(*_row(s), _dollars(s.judge_cost)) for s in rows]
+            lines = [(*row(s), _dollars(s.judge_cost)) for s in rows]
             _table(tw, [(*HEADER, "judge cost"), *lines])
         else:
-            _table(tw, [HEADER, *(_row(s) for s in rows)])
+            _table(tw, [HEADER, *(row(s) for s in rows)])
         fields = list(dict.fromkeys(name for s in rows for name in s.field_rates))
         if fields:
             tw.write_line("")
@@ -163,7 +163,8 @@ def _points(value: float) -> str:
     return f"{value * 100:+.1f} pts"
 
 
-def _row(s: Summary) -> tuple[str, ...]:
+def row(s: Summary) -> tuple[str, ...]:
+    """A model's row of the suite table, as the terminal and the Markdown report show it."""
     interval = s.interval
     ci = f"{interval[0]:.1%} to {interval[1]:.1%}" if interval else "-"
     cost = _dollars(s.cost)

@@ -1,0 +1,82 @@
+"""The summary as Markdown, compact enough for a pull-request comment or a GitHub job
+summary: per suite the model table, the gate's decision, the regressions against a
+baseline, and the first misses."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from pytest_llmeval.baseline import Change
+from pytest_llmeval.gate import Failure
+from pytest_llmeval.report.terminal import HEADER, gate_lines, row
+from pytest_llmeval.results import Summary
+
+MISSES_SHOWN = 10
+
+
+def render(
+    summaries: Sequence[Summary],
+    failures: Sequence[Failure],
+    *,
+    confidence: str = "point",
+    changes: Sequence[Change] = (),
+) -> str:
+    lines = ["## pytest-llmeval", ""]
+    decision = gate_lines(summaries, failures, confidence)
+    verdict = "FAILED" if failures else "passed" if "passed" in decision[-1] else "not set"
+    lines += [f"**Gate: {verdict}**", ""]
+    lines += [f"- {_cell(line.removeprefix('llmeval gate ').removeprefix('llmeval: '))}"
+              for line in decision]  # fmt: skip
+    for suite in dict.fromkeys(s.suite for s in summaries):
+        rows = [s for s in summaries if s.suite == suite]
+        threshold = rows[0].threshold
+        gate = f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
+        lines += ["", f"### {suite} ({gate})", "", _table(HEADER, [row(s) for s in rows])]
+    regressed = [c for c in changes if c.newly_failing or (c.drop_points or 0) > 0]
+    if regressed:
+        lines += ["", "### Against the baseline", ""]
+        lines += [
+            f"- {c.suite} / {c.model}: {_pct(c.before.accuracy)} → {_pct(c.now.accuracy)}; "
+            f"newly failing: {', '.join(c.newly_failing) or 'none'}"
+            for c in regressed
+        ]
+    misses = [r for s in summaries for r in s.missed()]
+    if misses:
+        lines += ["", f"### First misses ({min(len(misses), MISSES_SHOWN)} of {len(misses)})", ""]
+        for record in misses[:MISSES_SHOWN]:
+            diff = "; ".join(record.diff[:3]) + (" …" if len(record.diff) > 3 else "")
+            lines.append(f"- `{record.case}` [{record.model}] {record.location}: {_cell(diff)}")
+    return "\n".join(lines) + "\n"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def publish(text: str, path: Path | None) -> list[str]:
+    """Write to ``path`` and append to GitHub's job summary; what went wrong, if anything."""
+    targets = [(path, "w")] if path is not None else []
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        targets.append((Path(step_summary), "a"))  # other steps write there too
+    problems = []
+    for target, mode in targets:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open(mode, encoding="utf-8") as out:
+                out.write(text)
+        except OSError as exc:
+            problems.append(f"{target}: {exc.strerror or exc}")
+    return problems
