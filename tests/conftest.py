@@ -77,6 +77,15 @@ def oracle(request: Request) -> dict[str, Any]:
     raise LookupError(f"unknown review: {request.last_user_content!r}")
 
 
+@pytest.fixture(autouse=True)
+def _no_outside_reporting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runs tests start report nowhere they were not told to: not to a LangSmith the
+    machine is set up for, not to the job summary of the CI running these tests."""
+    for name in ("GITHUB_STEP_SUMMARY", "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2",
+                 "LANGSMITH_API_KEY", "LANGCHAIN_API_KEY", "LANGSMITH_PROJECT"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def openai_server() -> Iterator[OpenAIServer]:
     with OpenAIServer() as server:

@@ -32,8 +32,6 @@ def langsmith_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LangSmithServe
         monkeypatch.setenv("LANGSMITH_ENDPOINT", server.url)
         monkeypatch.setenv("LANGSMITH_API_KEY", KEY)
         monkeypatch.setenv("M1_KEY", MODEL_KEY)  # m1 takes a key: it must not leak either
-        for name in ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGSMITH_PROJECT"):
-            monkeypatch.delenv(name, raising=False)
         yield server
 
 
