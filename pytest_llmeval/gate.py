@@ -73,6 +73,14 @@ class RegressionFailure:
     change: Change
     limit: float  # points
 
+    @property
+    def suite(self) -> str:
+        return self.change.suite
+
+    @property
+    def model(self) -> str:
+        return self.change.model
+
     def describe(self) -> str:
         change = self.change
         failing = ", ".join(change.newly_failing[:LISTED])

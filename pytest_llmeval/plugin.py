@@ -19,7 +19,7 @@ from pytest_llmeval.locations import relpath
 from pytest_llmeval.models import ConfigError
 from pytest_llmeval.publishing import Published, Publisher
 from pytest_llmeval.python_api import LLM
-from pytest_llmeval.report import markdown
+from pytest_llmeval.report import junit, markdown
 from pytest_llmeval.report.progress import ProgressLine
 from pytest_llmeval.report.terminal import (
     write_engine_notes,
@@ -187,6 +187,8 @@ def pytest_runtest_makereport(
     # model gave no answer, call otherwise. Reports cross to the xdist controller.
     if record is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
         report.llmeval = record.to_dict()  # type: ignore[attr-defined]
+        # On the item, so the teardown report, whose properties --junitxml writes, has them.
+        item.user_properties.extend(junit.properties(record))
     return report
 
 
@@ -239,6 +241,13 @@ class ResultsCollector:
             target = ev.settings.markdown
             path = None if target is None else self.config.invocation_params.dir / target
             self.markdown_problems = markdown.publish(text, path)
+
+    def pytest_unconfigure(self) -> None:
+        # --junitxml's file is written at the session's end; the gate is decided then too.
+        xmlpath = getattr(self.config.option, "xmlpath", None)
+        ev = evaluation(self.config)
+        if not self.is_worker and xmlpath and ev.failures and Path(xmlpath).is_file():
+            junit.mark_gated_misses(Path(xmlpath), ev.records, ev.failures)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         ev = evaluation(self.config)

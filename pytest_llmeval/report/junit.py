@@ -1,0 +1,61 @@
+"""JUnit XML that agrees with the exit status: every item carries its figures as
+properties, and a miss is a failure there exactly when its suite and model fail the gate
+(decided only once every result is in, so the file pytest wrote is amended afterwards)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from pathlib import Path
+
+from pytest_llmeval.gate import Failure
+from pytest_llmeval.report.terminal import miss_text
+from pytest_llmeval.results import Record
+
+
+def properties(record: Record) -> list[tuple[str, object]]:
+    """What a CI dashboard shows for an item, under names that say whose they are."""
+    figures: dict[str, object] = {
+        "suite": record.suite,
+        "case": record.case,
+        "model": record.model,
+        "repeat": record.repeat,
+        "outcome": record.outcome,
+        "score": record.score,
+        "fields": json.dumps(record.fields, sort_keys=True),
+        "latency_s": record.latency_s,
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+        "cost": record.cost,
+        "cached": record.cached,
+    }
+    return [(f"llmeval_{name}", value) for name, value in figures.items() if value is not None]
+
+
+def mark_gated_misses(path: Path, records: Iterable[Record], failures: Iterable[Failure]) -> int:
+    """Turn the misses of the suites and models that failed the gate into failures;
+    how many were."""
+    failed = {(f.suite, f.model) for f in failures}
+    gated = {(r.suite, r.model, r.case, r.repeat): r for r in records
+             if r.outcome == "miss" and (r.suite, r.model) in failed}  # fmt: skip
+    if not gated:
+        return 0
+    tree = ET.parse(path)
+    marked = 0
+    for suite in tree.getroot().iter("testsuite"):
+        in_suite = 0
+        for case in suite.iter("testcase"):
+            props = {p.get("name"): p.get("value") for p in case.iter("property")}
+            key = (props.get("llmeval_suite"), props.get("llmeval_model"),
+                   props.get("llmeval_case"), int(props.get("llmeval_repeat") or 0))  # fmt: skip
+            record = gated.get(key)  # type: ignore[arg-type]
+            if record is None or case.find("failure") is not None:
+                continue
+            failure = ET.SubElement(case, "failure", message=f"llmeval gate: {record.reason}")
+            failure.text = miss_text(record)
+            in_suite += 1
+        suite.set("failures", str(int(suite.get("failures", "0")) + in_suite))
+        marked += in_suite
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+    return marked
