@@ -319,6 +319,9 @@ def test_under_xdist_each_answer_is_judged_once(
     assert result.parseoutcomes() == {"passed": 3}
     assert openai_server.calls("m1") == 3
     assert openai_server.calls("judge") == 2
+    # Every worker works through every request; the one that does not send a judge
+    # request may find it already recorded by the one that did (0 or 1 here, by timing).
+    # What matters is above: the judge was asked once per answer.
     result.stdout.fnmatch_lines(
-        ["llmeval judge: 2 grades for 2 answers, 0 of those answers judged from recordings"]
+        ["llmeval judge: 2 grades for 2 answers, [01] of those answers judged from recordings"]
     )
