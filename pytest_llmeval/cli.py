@@ -23,7 +23,7 @@ from pytest_llmeval.gate import Failure, evaluate, regressions
 from pytest_llmeval.langsmith_payloads import DEFAULT_DATASET
 from pytest_llmeval.langsmith_upload import Uploader, api_key
 from pytest_llmeval.models import ConfigError, load_model_table, resolve_models
-from pytest_llmeval.report.terminal import gate_lines, upload_lines
+from pytest_llmeval.report.terminal import change_lines, gate_lines, upload_lines
 from pytest_llmeval.results import summarize
 from pytest_llmeval.saved_run import ResultsFileError, SavedRun
 
@@ -154,12 +154,7 @@ def _gate(args: argparse.Namespace) -> int:
         accuracy = "-" if summary.accuracy is None else f"{summary.accuracy:.1%}"
         print(f"{summary.suite} / {summary.model}: accuracy {accuracy} "
               f"({summary.passes} of {summary.answered})")  # fmt: skip
-    for change in changes:
-        for what, cases in (("newly failing", change.newly_failing),
-                            ("newly passing", change.newly_passing)):  # fmt: skip
-            if cases:
-                print(f"{change.suite} / {change.model} {what}: {', '.join(cases)}")
-    for line in gate_lines(summaries, failures, confidence):
+    for line in [*change_lines(changes), *gate_lines(summaries, failures, confidence)]:
         print(line)
     return 1 if failures else 0
 

@@ -244,9 +244,13 @@ def _wire_format(response_format: ResponseFormat, model: ModelSpec) -> dict[str,
 
 
 def endpoint_url(model: ModelSpec) -> str:
-    """The URL the SDK sends to, without credentials (userinfo, query string)."""
-    raw = model.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
-    url = urlsplit(raw)
+    """The URL the SDK sends to, without credentials."""
+    return without_credentials(model.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL)
+
+
+def without_credentials(raw: str) -> str:
+    """A URL fit to show or store: no userinfo, no query string, no trailing slash."""
+    url = urlsplit(raw.strip())
     host = url.hostname or ""
     if url.port is not None:
         host += f":{url.port}"

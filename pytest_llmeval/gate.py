@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pytest_llmeval.baseline import Change
-from pytest_llmeval.results import Summary, wilson
+from pytest_llmeval.results import Summary, pct, wilson
 
 LISTED = 10
 # What is held against the threshold: the accuracy itself, or a bound of its 95% Wilson
@@ -87,8 +87,8 @@ class RegressionFailure:
         more = len(change.newly_failing) - LISTED
         return (
             f"{change.suite} / {change.model}: accuracy fell {change.drop_points:.1f} points "
-            f"against the baseline ({_pct(change.before.accuracy)} to "
-            f"{_pct(change.now.accuracy)}), more than --llm-max-regression={self.limit:g}; "
+            f"against the baseline ({pct(change.before.accuracy)} to "
+            f"{pct(change.now.accuracy)}), more than --llm-max-regression={self.limit:g}; "
             f"newly failing: {failing or 'none'}" + (f" (+{more} more)" if more > 0 else "")
         )
 
@@ -104,7 +104,3 @@ def regressions(changes: Iterable[Change], limit: float | None) -> list[Regressi
         for change in changes
         if change.drop_points is not None and change.drop_points > limit + 1e-9
     ]
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"

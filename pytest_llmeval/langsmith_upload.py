@@ -23,9 +23,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pytest_llmeval import langsmith_payloads as payloads
+from pytest_llmeval.client import without_credentials
 from pytest_llmeval.provenance import Provenance
 from pytest_llmeval.results import Record
 
@@ -332,11 +332,7 @@ class Uploader:
 def _endpoint() -> str:
     """Where uploads go, as shown: without credentials (userinfo, query string)."""
     url = os.environ.get("LANGSMITH_ENDPOINT") or os.environ.get("LANGCHAIN_ENDPOINT")
-    parts = urlsplit((url or "https://api.smith.langchain.com").strip())
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+    return without_credentials(url or "https://api.smith.langchain.com")
 
 
 def _plain(value: Any) -> Any:

@@ -207,6 +207,11 @@ def summarize(records: Iterable[Record], model_order: Sequence[str] = ()) -> lis
     ]
 
 
+def pct(value: float | None) -> str:
+    """A share as the reports show it: 66.7%, or "-" when there is none."""
+    return "-" if value is None else f"{value:.1%}"
+
+
 def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (95% by default)."""
     if trials <= 0:

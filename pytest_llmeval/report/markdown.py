@@ -11,7 +11,7 @@ from pathlib import Path
 from pytest_llmeval.baseline import Change
 from pytest_llmeval.gate import Failure
 from pytest_llmeval.report.terminal import HEADER, gate_lines, row
-from pytest_llmeval.results import Summary
+from pytest_llmeval.results import Summary, pct
 
 MISSES_SHOWN = 10
 
@@ -38,7 +38,7 @@ def render(
     if regressed:
         lines += ["", "### Against the baseline", ""]
         lines += [
-            f"- {c.suite} / {c.model}: {_pct(c.before.accuracy)} → {_pct(c.now.accuracy)}; "
+            f"- {c.suite} / {c.model}: {pct(c.before.accuracy)} → {pct(c.now.accuracy)}; "
             f"newly failing: {', '.join(c.newly_failing) or 'none'}"
             for c in regressed
         ]
@@ -59,10 +59,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
 
 
 def publish(text: str, path: Path | None) -> list[str]:

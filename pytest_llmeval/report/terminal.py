@@ -12,7 +12,7 @@ from pytest_llmeval.engine import PlanRow
 from pytest_llmeval.gate import CONFIDENCE, Failure
 from pytest_llmeval.langsmith_upload import UploadReport
 from pytest_llmeval.limits import AdaptiveLimit
-from pytest_llmeval.results import Record, Summary
+from pytest_llmeval.results import Record, Summary, pct
 
 HEADER = (
     "model", "cases", "pass", "miss", "error", "accuracy", "95% CI",
@@ -53,7 +53,7 @@ def write_summary(
         if fields:
             tw.write_line("")
             header = ("field", *(s.model for s in rows))
-            lines = [(name, *(_pct(s.field_rates.get(name)) for s in rows)) for name in fields]
+            lines = [(name, *(pct(s.field_rates.get(name)) for s in rows)) for name in fields]
             _table(tw, [header, *lines])
         if any(s.repeats > 1 for s in rows):
             _write_repeats(tw, rows)
@@ -80,18 +80,26 @@ def _write_baseline(tw: Writer, name: str, changes: Sequence[Change]) -> None:
         tw.write_line("no suite and model of this run is in the baseline")
         return
     rows = [
-        (f"{c.suite} / {c.model}", _pct(c.before.accuracy), _pct(c.now.accuracy),
+        (f"{c.suite} / {c.model}", pct(c.before.accuracy), pct(c.now.accuracy),
          "-" if c.drop_points is None else _points(-c.drop_points / 100),
          _seconds(c.before.latency(0.5)), _seconds(c.now.latency(0.5)),
          _dollars(c.before.cost), _dollars(c.now.cost))
         for c in changes
     ]  # fmt: skip
     _table(tw, [BASELINE_HEADER, *rows])
-    for change in changes:
+    for line in change_lines(changes):
+        tw.write_line(line)
+
+
+def change_lines(changes: Sequence[Change]) -> list[str]:
+    """The cases that changed side since the baseline (shared with `llmeval gate`)."""
+    return [
+        f"{change.suite} / {change.model} {what}: {', '.join(cases)}"
+        for change in changes
         for what, cases in (("newly failing", change.newly_failing),
-                            ("newly passing", change.newly_passing)):  # fmt: skip
-            if cases:
-                tw.write_line(f"{change.suite} / {change.model} {what}: {', '.join(cases)}")
+                            ("newly passing", change.newly_passing))
+        if cases
+    ]  # fmt: skip
 
 
 def _write_repeats(tw: Writer, rows: Sequence[Summary]) -> None:
@@ -104,8 +112,8 @@ def _write_repeats(tw: Writer, rows: Sequence[Summary]) -> None:
         flaky = ", ".join(f"{case} ({right} of {asked})" for case, (right, asked)
                           in sorted(s.flaky.items()))  # fmt: skip
         right, cases = s.always_right
-        lines.append((s.model, str(s.answered), _pct(s.accuracy),
-                      f"{_pct(s.pass_all)} ({right} of {cases})", flaky or "none"))  # fmt: skip
+        lines.append((s.model, str(s.answered), pct(s.accuracy),
+                      f"{pct(s.pass_all)} ({right} of {cases})", flaky or "none"))  # fmt: skip
     header = ("model", "answers", "accuracy", f"pass^{repeats}", "flaky cases")
     _table(tw, [header, *lines])
 
@@ -170,7 +178,7 @@ def row(s: Summary) -> tuple[str, ...]:
     cost = _dollars(s.cost)
     return (
         s.model, str(len(s.records)), str(s.passes), str(s.misses), str(s.errors),
-        _pct(s.accuracy), ci, _pct(s.field_accuracy),
+        pct(s.accuracy), ci, pct(s.field_accuracy),
         _seconds(s.latency(0.5)), _seconds(s.latency(0.99)),
         f"{s.input_tokens:,}", f"{s.output_tokens:,}", cost,
     )  # fmt: skip
@@ -364,10 +372,6 @@ def upload_lines(
 
 def _dollars(value: float | None) -> str:
     return f"${value:.4f}" if value is not None else "unknown"
-
-
-def _pct(value: float | None) -> str:
-    return f"{value:.1%}" if value is not None else "-"
 
 
 def _seconds(value: float | None) -> str:
