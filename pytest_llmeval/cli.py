@@ -4,18 +4,19 @@
 verdicts (agreement rate, Cohen's kappa, where they differ).
 ``llmeval upload RESULTS``: send a saved run to LangSmith (again: nothing twice).
 ``llmeval gate RESULTS --threshold X [--baseline OTHER]``: the gate again, on saved
-results, calling no model."""
+results, calling no model.
+``llmeval report RESULTS --html PATH [--markdown PATH]``: the reports of a saved run."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pytest_llmeval.agreement import LabelFileError, agreement, grade_all, load_labels
-from pytest_llmeval.baseline import compare
+from pytest_llmeval.baseline import Change, compare
 from pytest_llmeval.cache import ResponseCache
 from pytest_llmeval.cases import CaseFileError, load_suite
 from pytest_llmeval.engine import Engine
@@ -23,8 +24,9 @@ from pytest_llmeval.gate import Failure, evaluate, regressions
 from pytest_llmeval.langsmith_payloads import DEFAULT_DATASET
 from pytest_llmeval.langsmith_upload import Uploader, api_key
 from pytest_llmeval.models import ConfigError, load_model_table, resolve_models
+from pytest_llmeval.report import html, markdown
 from pytest_llmeval.report.terminal import change_lines, gate_lines, upload_lines
-from pytest_llmeval.results import summarize
+from pytest_llmeval.results import Summary, pct, summarize
 from pytest_llmeval.saved_run import ResultsFileError, SavedRun
 
 SHOWN = 160
@@ -79,20 +81,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     upload.set_defaults(run=_upload)
     gate = commands.add_parser("gate", help="apply the gate again to saved results")
     gate.add_argument("results", type=Path, help="a results file (--llm-save, --llm-autosave)")
-    gate.add_argument("--threshold", type=float, default=None,
-                      help="minimum accuracy (0..1) for every suite and model (default: "
-                      "the thresholds the run had)")  # fmt: skip
-    gate.add_argument("--confidence", choices=("point", "lenient", "strict"), default=None,
-                      help="as --llm-confidence (default: the run's)")  # fmt: skip
-    gate.add_argument("--repeat-gate", choices=("mean", "all"), default=None,
-                      help="as --llm-repeat-gate (default: the run's)")  # fmt: skip
-    gate.add_argument("--baseline", type=Path, default=None, help="a results file to compare with")
-    gate.add_argument("--max-regression", type=float, default=None,
-                      help="fail when accuracy is more than this many points below the "
-                      "baseline's")  # fmt: skip
+    _gate_arguments(gate)
     gate.set_defaults(run=_gate)
+    report = commands.add_parser(
+        "report", help="write the HTML or Markdown report of saved results"
+    )
+    report.add_argument("results", type=Path, help="a results file (--llm-save, --llm-autosave)")
+    report.add_argument("--html", type=Path, help="write the self-contained HTML report here")
+    report.add_argument("--markdown", type=Path, help="write the Markdown summary here")
+    _gate_arguments(report)
+    report.set_defaults(run=_report)
     args = parser.parse_args(argv)
     return int(args.run(args))
+
+
+def _gate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="minimum accuracy (0..1) for every suite and model (default: "
+                        "the thresholds the run had)")  # fmt: skip
+    parser.add_argument("--confidence", choices=("point", "lenient", "strict"), default=None,
+                        help="as --llm-confidence (default: the run's)")  # fmt: skip
+    parser.add_argument("--repeat-gate", choices=("mean", "all"), default=None,
+                        help="as --llm-repeat-gate (default: the run's)")  # fmt: skip
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a results file to compare with")  # fmt: skip
+    parser.add_argument("--max-regression", type=float, default=None,
+                        help="fail when accuracy is more than this many points below the "
+                        "baseline's")  # fmt: skip
 
 
 def _upload(args: argparse.Namespace) -> int:
@@ -124,39 +139,79 @@ def _upload(args: argparse.Namespace) -> int:
     return 0 if report.complete else 1
 
 
-def _gate(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class _Decision:
+    saved: SavedRun  # with the thresholds the gate applied
+    summaries: list[Summary]
+    changes: list[Change]
+    failures: list[Failure]
+    confidence: str
+
+
+def _decide(args: argparse.Namespace) -> _Decision:
+    """The gate on a saved run, by the run's own rules unless the arguments change them.
+    Raises ResultsFileError, or ValueError for arguments that do not go together."""
     if args.threshold is not None and not 0 <= args.threshold <= 1:
-        print(f"llmeval: --threshold must be between 0 and 1, not {args.threshold}",
-              file=sys.stderr)  # fmt: skip
-        return 2
+        raise ValueError(f"--threshold must be between 0 and 1, not {args.threshold}")
     if args.max_regression is not None and args.baseline is None:
-        print("llmeval: --max-regression needs --baseline", file=sys.stderr)
-        return 2
-    try:
-        saved = SavedRun.load(args.results)
-        before = SavedRun.load(args.baseline).records if args.baseline is not None else ()
-    except ResultsFileError as exc:
-        print(f"llmeval: {exc}", file=sys.stderr)
-        return 2
-    records = saved.records
-    # Unless told otherwise, the rules the run itself applied.
+        raise ValueError("--max-regression needs --baseline")
+    saved = SavedRun.load(args.results)
+    before = SavedRun.load(args.baseline).records if args.baseline is not None else ()
     confidence = args.confidence or saved.settings.get("confidence", "point")
     repeat_gate = args.repeat_gate or saved.settings.get("repeat_gate", "mean")
     if args.threshold is not None:
-        records = tuple(replace(r, threshold=args.threshold) for r in records)
-    summaries = summarize(records)
-    changes = compare(before, records) if args.baseline is not None else []
+        records = tuple(replace(r, threshold=args.threshold) for r in saved.records)
+        saved = replace(saved, records=records)
+    summaries = summarize(saved.records, saved.settings.get("models", ()))
+    changes = compare(before, saved.records) if args.baseline is not None else []
     failures: list[Failure] = [
         *evaluate(summaries, confidence, repeat_gate),
         *regressions(changes, args.max_regression),
     ]
-    for summary in summaries:
-        accuracy = "-" if summary.accuracy is None else f"{summary.accuracy:.1%}"
-        print(f"{summary.suite} / {summary.model}: accuracy {accuracy} "
+    return _Decision(saved, summaries, changes, failures, confidence)
+
+
+def _gate(args: argparse.Namespace) -> int:
+    try:
+        decided = _decide(args)
+    except (ResultsFileError, ValueError) as exc:
+        print(f"llmeval: {exc}", file=sys.stderr)
+        return 2
+    for summary in decided.summaries:
+        print(f"{summary.suite} / {summary.model}: accuracy {pct(summary.accuracy)} "
               f"({summary.passes} of {summary.answered})")  # fmt: skip
-    for line in [*change_lines(changes), *gate_lines(summaries, failures, confidence)]:
+    lines = gate_lines(decided.summaries, decided.failures, decided.confidence)
+    for line in [*change_lines(decided.changes), *lines]:
         print(line)
-    return 1 if failures else 0
+    return 1 if decided.failures else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """The reports a run writes, from its results file; exits as `llmeval gate` does."""
+    if args.html is None and args.markdown is None:
+        print("llmeval: report: give --html PATH, --markdown PATH or both", file=sys.stderr)
+        return 2
+    try:
+        decided = _decide(args)
+    except (ResultsFileError, ValueError) as exc:
+        print(f"llmeval: {exc}", file=sys.stderr)
+        return 2
+    problems = []
+    if args.html is not None:
+        page = html.render(decided.saved, decided.failures, decided.changes)
+        problems.append(html.write(args.html, page))
+    if args.markdown is not None:
+        text = markdown.render(decided.summaries, decided.failures,
+                               confidence=decided.confidence, changes=decided.changes)  # fmt: skip
+        problems += markdown.publish(text, args.markdown)
+    for problem in filter(None, problems):
+        print(f"llmeval: cannot write {problem}", file=sys.stderr)
+    if any(problems):
+        return 2
+    for written in (args.html, args.markdown):
+        if written is not None:
+            print(f"llmeval report: {written}")
+    return 1 if decided.failures else 0
 
 
 def _agreement(args: argparse.Namespace) -> int:

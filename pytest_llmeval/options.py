@@ -66,6 +66,8 @@ OPTIONS = (
            "this many points below the baseline's"),
     Option("markdown", "str", "write the summary as Markdown to this file (also appended to "
            "$GITHUB_STEP_SUMMARY when that is set)"),
+    Option("html", "str", "write a self-contained HTML report to this file: tables, charts, "
+           "every miss with its diff, filterable; opens from disk"),
     Option("langsmith", "bool", "send results to LangSmith, one experiment per suite and model "
            "(default: on when LANGSMITH_API_KEY is set and LANGSMITH_TRACING=true)"),
     Option("langsmith_dataset", "str", "LangSmith dataset name of each suite; {suite} is the "
@@ -128,6 +130,7 @@ class Settings:
     baseline: str | None
     max_regression: float | None
     markdown: str | None
+    html: str | None
     langsmith: bool | None
     langsmith_dataset: str
     langsmith_timeout: float

@@ -19,7 +19,7 @@ from pytest_llmeval.locations import relpath
 from pytest_llmeval.models import ConfigError
 from pytest_llmeval.publishing import Published, Publisher
 from pytest_llmeval.python_api import LLM
-from pytest_llmeval.report import junit, markdown
+from pytest_llmeval.report import html, junit, markdown
 from pytest_llmeval.report.progress import ProgressLine
 from pytest_llmeval.report.terminal import (
     write_engine_notes,
@@ -54,9 +54,11 @@ def pytest_configure(config: pytest.Config) -> None:
             f"({', '.join(config.stash[EVALUATION].models) or 'none'})"
         )
     publisher = None
-    # The xdist controller sees every result: it alone saves them and sends them on.
+    # The xdist controller sees every result: it alone saves them, reports them and sends
+    # them on.
     upload = langsmith_upload.wanted(settings.langsmith)
-    if (upload or settings.save or settings.autosave) and not hasattr(config, "workerinput"):
+    save = bool(settings.save or settings.autosave)
+    if (upload or save or settings.html) and not hasattr(config, "workerinput"):
         if upload and langsmith_upload.api_key() is None:
             raise pytest.UsageError(
                 "llmeval: --llm-langsmith needs LANGSMITH_API_KEY (and LANGSMITH_ENDPOINT for "
@@ -64,7 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
             )
         models = config.stash[EVALUATION].models.values()
         publisher = Publisher(config.rootpath, config.invocation_params.dir, settings, models,
-                              upload=upload)  # fmt: skip
+                              upload=upload, save=save)  # fmt: skip
     config.pluginmanager.register(ResultsCollector(config, publisher), "llmeval-results")
 
 
@@ -213,6 +215,7 @@ class ResultsCollector:
         self.publisher = publisher
         self.published: Published | None = None
         self.markdown_problems: list[str] = []
+        self.html_problem: str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, "llmeval", None)
@@ -231,10 +234,13 @@ class ResultsCollector:
             return
         if ev.decide() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        if self.publisher is not None:
-            self.published = self.publisher.finish(
-                ev.records, ev.judges.values(), int(session.exitstatus)
-            )
+        if self.publisher is not None and ev.records:
+            saved = self.publisher.snapshot(ev.records, ev.judges.values(), int(session.exitstatus))
+            if ev.settings.html:
+                page = html.render(saved, ev.failures, ev.changes())
+                where = self.config.invocation_params.dir / ev.settings.html
+                self.html_problem = html.write(where, page)
+            self.published = self.publisher.finish(saved)
         if ev.records and (ev.settings.markdown or os.environ.get("GITHUB_STEP_SUMMARY")):
             text = markdown.render(ev.summaries(), ev.failures, confidence=ev.settings.confidence,
                                    changes=ev.changes())  # fmt: skip
@@ -267,8 +273,15 @@ class ResultsCollector:
                 against = (relpath(self.config, ev.baseline[0]), ev.changes())
             write_summary(terminalreporter, ev.summaries(), ev.failures, misses_shown=shown,
                           reference=ev.settings.reference_model, baseline=against,
-                          confidence=ev.settings.confidence)  # fmt: skip
+                          confidence=ev.settings.confidence,
+                          verbosity=self.config.get_verbosity(),
+                          width=self.config.get_terminal_writer().fullwidth)  # fmt: skip
             write_engine_notes(terminalreporter, ev.records, ev.rate_limits(), ev.cache.label)
+        if self.html_problem is not None:
+            terminalreporter.write_line(f"llmeval: WARNING: HTML report not written: "
+                                        f"{self.html_problem}", yellow=True, bold=True)  # fmt: skip
+        elif ev.settings.html and ev.records:
+            terminalreporter.write_line(f"llmeval report: {ev.settings.html}")
         for problem in self.markdown_problems:
             warning = f"llmeval: WARNING: Markdown summary not written: {problem}"
             terminalreporter.write_line(warning, yellow=True, bold=True)

@@ -1,6 +1,7 @@
 """A session's results on their way out: into a results file at the end (`--llm-save`,
 `--llm-autosave`, and always when uploading), and to LangSmith as they come. The file
-is written before the wait for LangSmith, so an outage loses nothing."""
+is written before the wait for LangSmith, so an outage loses nothing. The same snapshot
+of the run is what the HTML report draws."""
 
 from __future__ import annotations
 
@@ -35,8 +36,10 @@ class Publisher:
         models: Iterable[ModelSpec],
         *,
         upload: bool,
+        save: bool,
     ) -> None:
         self.upload = upload
+        self.save = save or upload  # a run sent to LangSmith is always kept
         self.root = root
         self.invoked_in = invoked_in
         self.settings = settings
@@ -67,13 +70,11 @@ class Publisher:
             )
         self._uploader.add(record)
 
-    def finish(
+    def snapshot(
         self, records: Iterable[Record], judges: Iterable[ModelSpec], exit_status: int
-    ) -> Published | None:
-        records = list(records)
-        if not records:
-            return None
-        saved = SavedRun(
+    ) -> SavedRun:
+        """The run as a results file holds it."""
+        return SavedRun(
             provenance=self.provenance,
             settings={
                 "models": [spec.name for spec in self.models],
@@ -92,6 +93,10 @@ class Publisher:
             finished_at=time.time(),
             exit_status=exit_status,
         )
+
+    def finish(self, saved: SavedRun) -> Published | None:
+        if not self.save or not saved.records:
+            return None
         path = self.path()
         error = None
         try:

@@ -110,6 +110,11 @@ class Lines:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.partial = ""
+
+    def write(self, content: str, **markup: bool) -> None:
+        *done, self.partial = (self.partial + content).split("\n")
+        self.lines += done
 
     def write_line(self, line: str, **markup: bool) -> None:
         self.lines.append(line)

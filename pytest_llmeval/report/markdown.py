@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pytest_llmeval.baseline import Change
 from pytest_llmeval.gate import Failure
-from pytest_llmeval.report.terminal import HEADER, gate_lines, row
+from pytest_llmeval.report.terminal import gate_lines, suite_table
 from pytest_llmeval.results import Summary, pct
 
 MISSES_SHOWN = 10
@@ -33,7 +33,7 @@ def render(
         rows = [s for s in summaries if s.suite == suite]
         threshold = rows[0].threshold
         gate = f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
-        lines += ["", f"### {suite} ({gate})", "", _table(HEADER, [row(s) for s in rows])]
+        lines += ["", f"### {suite} ({gate})", "", _table(suite_table(rows))]
     regressed = [c for c in changes if c.newly_failing or (c.drop_points or 0) > 0]
     if regressed:
         lines += ["", "### Against the baseline", ""]
@@ -51,9 +51,11 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of the rows, the first its header."""
+    header, *body = rows
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
+    out += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in body]
     return "\n".join(out)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from pytest_llmeval.baseline import Change
 from pytest_llmeval.comparison import mcnemar_exact, pair
 from pytest_llmeval.engine import PlanRow
-from pytest_llmeval.gate import CONFIDENCE, Failure
+from pytest_llmeval.gate import CONFIDENCE, Failure, RegressionFailure
 from pytest_llmeval.langsmith_upload import UploadReport
 from pytest_llmeval.limits import AdaptiveLimit
 from pytest_llmeval.results import Record, Summary, pct
@@ -23,6 +24,7 @@ HEADER = (
 class Writer(Protocol):
     """The part of pytest's TerminalReporter used here."""
 
+    def write(self, content: str, **markup: bool) -> None: ...
     def write_line(self, line: str, **markup: bool) -> None: ...
     def write_sep(self, sep: str, title: str | None = None, **markup: bool) -> None: ...
 
@@ -36,19 +38,21 @@ def write_summary(
     reference: str | None = None,
     baseline: tuple[str, Sequence[Change]] | None = None,
     confidence: str = "point",
+    verbosity: int = 0,
+    width: int = 80,
 ) -> None:
+    """The summary; with -q (``verbosity`` < 0) one line per suite and model. ``width`` is
+    the terminal's, to which long diff lines are folded."""
+    if verbosity < 0:
+        _write_quiet(tw, summaries, failures, confidence)
+        return
+    failed = {(f.suite, f.model) for f in failures}
     suites = list(dict.fromkeys(s.suite for s in summaries))
     for suite in suites:
         rows = [s for s in summaries if s.suite == suite]
         threshold = rows[0].threshold
-        # :g keeps 99.5% from showing as 100%.
-        gate = f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
-        tw.write_sep("-", f"llmeval: {suite} ({gate})")
-        if any(s.judged for s in rows):  # the judge's cost apart from the model's
-            lines = [(*row(s), _dollars(s.judge_cost)) for s in rows]
-            _table(tw, [(*HEADER, "judge cost"), *lines])
-        else:
-            _table(tw, [HEADER, *(row(s) for s in rows)])
+        tw.write_sep("-", f"llmeval: {suite} ({_threshold(threshold)})")
+        _table(tw, suite_table(rows), [(), *(_row_styles(s, failed) for s in rows)])
         fields = list(dict.fromkeys(name for s in rows for name in s.field_rates))
         if fields:
             tw.write_line("")
@@ -64,8 +68,61 @@ def write_summary(
         _write_baseline(tw, *baseline)
     misses = [r for s in summaries for r in s.missed()]
     if misses:
-        _write_misses(tw, misses, misses_shown)
+        _write_misses(tw, misses, misses_shown, all_diff=verbosity > 0, width=width)
     _write_gate(tw, summaries, failures, confidence)
+
+
+def _threshold(threshold: float | None) -> str:
+    # :g keeps 99.5% from showing as 100%.
+    return f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
+
+
+def _row_styles(s: Summary, failed: set[tuple[str, str]]) -> tuple[Markup, ...]:
+    """The cells a reader's eye should go to: misses, errors, and the accuracy in the
+    gate's colour."""
+    styles: list[Markup] = [{}] * len(HEADER)
+    styles[3] = {"yellow": True} if s.misses else {}
+    styles[4] = {"red": True, "bold": True} if s.errors else {}
+    if (s.suite, s.model) in failed:
+        styles[5] = {"red": True, "bold": True}
+    elif s.threshold is not None and s.accuracy is not None:
+        styles[5] = {"green": True, "bold": True}
+    return tuple(styles)
+
+
+def _write_quiet(
+    tw: Writer, summaries: Sequence[Summary], failures: Sequence[Failure], confidence: str
+) -> None:
+    """-q: one line per suite and model, and the gate's decision."""
+    failed = {(f.suite, f.model) for f in failures}
+    for s in summaries:
+        figures = [
+            f"{pct(s.accuracy)} ({s.passes} of {s.answered}"
+            + (f", 95% CI {s.interval[0]:.1%} to {s.interval[1]:.1%})" if s.interval else ")"),
+            f"errors {s.errors}" if s.errors else "",
+            f"fields {pct(s.field_accuracy)}" if s.field_rates else "",
+            f"p50 {_seconds(s.latency(0.5))} p99 {_seconds(s.latency(0.99))}",
+            f"tokens {s.input_tokens:,} in {s.output_tokens:,} out",
+            dollars(s.cost),
+        ]
+        verdict = (
+            "FAILED" if (s.suite, s.model) in failed
+            else "passed" if s.threshold is not None and s.accuracy is not None
+            else "not gated"
+        )  # fmt: skip
+        line = f"llmeval {s.suite} / {s.model}: {', '.join(f for f in figures if f)}"
+        tw.write_line(f"{line}: {verdict} ({_threshold(s.threshold)})",
+                      red=verdict == "FAILED", green=verdict == "passed")  # fmt: skip
+    regressed = [f for f in failures if isinstance(f, RegressionFailure)]
+    for failure in regressed:
+        tw.write_line(f"llmeval gate FAILED: {failure.describe()}", red=True, bold=True)
+    if failures:
+        below = len(failures) - len(regressed)
+        tw.write_line(f"llmeval gate FAILED: {below} suite/model pair(s) below threshold"
+                      + (f", {len(regressed)} regressed" if regressed else ""),
+                      red=True, bold=True)  # fmt: skip
+    else:
+        _write_gate(tw, summaries, failures, confidence)
 
 
 BASELINE_HEADER = (
@@ -79,16 +136,25 @@ def _write_baseline(tw: Writer, name: str, changes: Sequence[Change]) -> None:
     if not changes:
         tw.write_line("no suite and model of this run is in the baseline")
         return
-    rows = [
+    change_styles = [
+        tuple({"red": True} if i == 3 and (c.drop_points or 0) > 0 else
+              {"green": True} if i == 3 and (c.drop_points or 0) < 0 else {}
+              for i in range(len(BASELINE_HEADER)))
+        for c in changes
+    ]  # fmt: skip
+    _table(tw, [BASELINE_HEADER, *baseline_rows(changes)], [(), *change_styles])
+    for line in change_lines(changes):
+        tw.write_line(line)
+
+
+def baseline_rows(changes: Sequence[Change]) -> list[tuple[str, ...]]:
+    return [
         (f"{c.suite} / {c.model}", pct(c.before.accuracy), pct(c.now.accuracy),
          "-" if c.drop_points is None else _points(-c.drop_points / 100),
          _seconds(c.before.latency(0.5)), _seconds(c.now.latency(0.5)),
-         _dollars(c.before.cost), _dollars(c.now.cost))
+         dollars(c.before.cost), dollars(c.now.cost))
         for c in changes
     ]  # fmt: skip
-    _table(tw, [BASELINE_HEADER, *rows])
-    for line in change_lines(changes):
-        tw.write_line(line)
 
 
 def change_lines(changes: Sequence[Change]) -> list[str]:
@@ -103,19 +169,25 @@ def change_lines(changes: Sequence[Change]) -> list[str]:
 
 
 def _write_repeats(tw: Writer, rows: Sequence[Summary]) -> None:
-    """Asked several times: accuracy over all answers, pass^N over cases, the flaky ones."""
-    repeats = max(s.repeats for s in rows)
     tw.write_line("")
-    tw.write_line(f"each case asked {repeats} times:")
-    lines = []
+    tw.write_line(f"each case asked {max(s.repeats for s in rows)} times:")
+    _table(tw, repeat_table(rows))
+
+
+def repeat_table(rows: Sequence[Summary]) -> list[tuple[str, ...]]:
+    """Asked several times: accuracy over all answers, pass^N over cases, the flaky ones
+    (header first)."""
+    repeats = max(s.repeats for s in rows)
+    lines: list[tuple[str, ...]] = [
+        ("model", "answers", "accuracy", f"pass^{repeats}", "flaky cases")
+    ]
     for s in rows:
         flaky = ", ".join(f"{case} ({right} of {asked})" for case, (right, asked)
                           in sorted(s.flaky.items()))  # fmt: skip
         right, cases = s.always_right
         lines.append((s.model, str(s.answered), pct(s.accuracy),
                       f"{pct(s.pass_all)} ({right} of {cases})", flaky or "none"))  # fmt: skip
-    header = ("model", "answers", "accuracy", f"pass^{repeats}", "flaky cases")
-    _table(tw, [header, *lines])
+    return lines
 
 
 PAIRED_HEADER = (
@@ -129,10 +201,22 @@ DECISIVE = 6
 
 
 def _write_paired(tw: Writer, reference: Summary, candidates: Sequence[Summary]) -> None:
-    """Each model against the reference on the cases both answered, and what it shows."""
     tw.write_line("")
     tw.write_line(f"against {reference.model} (reference), on the cases both answered:")
-    rows, verdicts = [], []
+    rows, verdicts = paired_table(reference, candidates)
+    if len(rows) > 1:
+        _table(tw, rows)
+    for verdict in verdicts:
+        tw.write_line(verdict)
+
+
+def paired_table(
+    reference: Summary, candidates: Sequence[Summary]
+) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Each model against the reference on the cases both answered (header first), and
+    what it shows."""
+    rows: list[tuple[str, ...]] = [PAIRED_HEADER]
+    verdicts = []
     for candidate in candidates:
         paired = pair(reference.records, candidate.records)
         if not paired.cases:
@@ -161,21 +245,25 @@ def _write_paired(tw: Writer, reference: Summary, candidates: Sequence[Summary])
                     f"{DECISIVE} to show anything"
                 )
             verdicts.append(verdict)
-    if rows:
-        _table(tw, [PAIRED_HEADER, *rows])
-    for verdict in verdicts:
-        tw.write_line(verdict)
+    return rows, verdicts
 
 
 def _points(value: float) -> str:
     return f"{value * 100:+.1f} pts"
 
 
+def suite_table(rows: Sequence[Summary]) -> list[tuple[str, ...]]:
+    """A suite's model table, header first; the judge's cost apart from the model's."""
+    if any(s.judged for s in rows):
+        return [(*HEADER, "judge cost"), *((*row(s), dollars(s.judge_cost)) for s in rows)]
+    return [HEADER, *(row(s) for s in rows)]
+
+
 def row(s: Summary) -> tuple[str, ...]:
     """A model's row of the suite table, as the terminal and the Markdown report show it."""
     interval = s.interval
     ci = f"{interval[0]:.1%} to {interval[1]:.1%}" if interval else "-"
-    cost = _dollars(s.cost)
+    cost = dollars(s.cost)
     return (
         s.model, str(len(s.records)), str(s.passes), str(s.misses), str(s.errors),
         pct(s.accuracy), ci, pct(s.field_accuracy),
@@ -184,23 +272,47 @@ def row(s: Summary) -> tuple[str, ...]:
     )  # fmt: skip
 
 
-def _table(tw: Writer, rows: Sequence[Sequence[str]]) -> None:
+Markup = dict[str, bool]
+
+
+def _table(
+    tw: Writer, rows: Sequence[Sequence[str]], styles: Sequence[Sequence[Markup]] = ()
+) -> None:
+    """Aligned columns, the first left, the rest right, the header bold; ``styles`` colours
+    single cells (on a terminal: pytest drops the markup when output is not one)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [
             c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
         ]
-        tw.write_line("  ".join(cells).rstrip(), bold=n == 0)
+        marks = styles[n] if n < len(styles) else ()
+        if not any(marks):
+            tw.write_line("  ".join(cells).rstrip(), bold=n == 0)
+            continue
+        for i, cell in enumerate(cells):
+            tw.write(("  " if i else "") + cell, **(marks[i] if i < len(marks) else {}))
+        tw.write("\n")
 
 
-def _write_misses(tw: Writer, misses: Sequence[Record], shown: int | None) -> None:
+DIFF_SHOWN = 5
+
+
+def _write_misses(
+    tw: Writer, misses: Sequence[Record], shown: int | None, *, all_diff: bool, width: int
+) -> None:
+    """Each miss: where it is, why, and its first differences, folded to the terminal."""
     tw.write_sep("-", f"llmeval: {len(misses)} missed")
     limit = len(misses) if shown is None else shown
     for record in misses[:limit]:
         tw.write_line(f"MISS {record.nodeid}  ({record.location})", yellow=True)
         tw.write_line(f"  {record.reason}")
-        for line in record.diff:
-            tw.write_line(f"    {line}")
+        diff = record.diff if all_diff else record.diff[:DIFF_SHOWN]
+        for line in diff:
+            for folded in textwrap.wrap(line, max(width - 1, 40), initial_indent="    ",
+                                        subsequent_indent="      "):  # fmt: skip
+                tw.write_line(folded)
+        if len(record.diff) > len(diff):
+            tw.write_line(f"    ... {len(record.diff) - len(diff)} more (-v shows them)")
     if len(misses) > limit:
         tw.write_line(
             f"... and {len(misses) - limit} more misses (-v or --llm-misses-shown=N shows them)"
@@ -293,7 +405,7 @@ def write_plan(tw: Writer, rows: Sequence[PlanRow], max_cost: float | None, reco
         )]  # fmt: skip
     lines = [
         (row.model, str(row.requests), str(row.recorded), str(row.to_call),
-         f"{row.tokens_in:,}", f"{row.tokens_out:,}", _dollars(row.cost))
+         f"{row.tokens_in:,}", f"{row.tokens_out:,}", dollars(row.cost))
         for row in rows
     ]  # fmt: skip
     _table(tw, [header, *lines])
@@ -370,7 +482,7 @@ def upload_lines(
     return lines
 
 
-def _dollars(value: float | None) -> str:
+def dollars(value: float | None) -> str:
     return f"${value:.4f}" if value is not None else "unknown"
 
 

@@ -1,0 +1,365 @@
+"""The run as one self-contained HTML page (`--llm-html`, `llmeval report --html`): the
+gate's decision, per suite the model table and its charts, per-field accuracy, the
+comparison with a reference model and a baseline, and every case's answer, filterable.
+Styles, charts and script are inline, so the file opens from disk, fetches nothing and
+prints."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from collections.abc import Sequence
+from html import escape
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pytest_llmeval.baseline import Change
+from pytest_llmeval.cache import write_atomically
+from pytest_llmeval.gate import Failure
+from pytest_llmeval.report import charts
+from pytest_llmeval.report.terminal import (
+    BASELINE_HEADER,
+    baseline_rows,
+    gate_lines,
+    paired_table,
+    repeat_table,
+    suite_table,
+)
+from pytest_llmeval.results import Record, Summary, pct, summarize
+from pytest_llmeval.saved_run import SavedRun
+
+OUTCOME_LABEL = {"pass": "PASS", "miss": "MISS", "error": "ERROR"}
+
+
+def render(saved: SavedRun, failures: Sequence[Failure], changes: Sequence[Change] = ()) -> str:
+    settings = saved.settings
+    summaries = summarize(saved.records, settings.get("models", ()))
+    suites = list(dict.fromkeys(s.suite for s in summaries))
+    models = list(dict.fromkeys(s.model for s in summaries))
+    decision = gate_lines(summaries, failures, settings.get("confidence", "point"))
+    body = [
+        _header(saved, failures, decision),
+        _nav(suites, baseline=bool(changes)),
+    ]
+    reference = settings.get("reference_model")
+    for suite in suites:
+        rows = [s for s in summaries if s.suite == suite]
+        body.append(_suite(suite, rows, models, reference))
+    if changes:
+        body.append(_baseline(changes))
+    body.append(_cases(saved.records, suites, models))
+    body.append(_models(saved.models))
+    title = f"pytest-llmeval: {', '.join(suites)}"
+    return PAGE.format(title=escape(title), style=STYLE, body="\n".join(body), script=SCRIPT)
+
+
+def write(path: Path, page: str) -> str | None:
+    """Write the page; what went wrong, if anything (a report is not worth failing a run)."""
+    try:
+        write_atomically(path, page)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    return None
+
+
+def _nav(suites: Sequence[str], *, baseline: bool) -> str:
+    places = [(_anchor(suite), suite) for suite in suites]
+    places += [("baseline", "baseline")] if baseline else []
+    places += [("cases", "cases"), ("models", "models")]
+    return "<nav>" + "".join(f"<a href='#{a}'>{escape(t)}</a>" for a, t in places) + "</nav>"
+
+
+def _header(saved: SavedRun, failures: Sequence[Failure], decision: Sequence[str]) -> str:
+    run = saved.provenance
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(run.started_at))
+    facts = [("run", run.run_id[:8]), ("started", started)]
+    if run.commit:
+        facts.append(("commit", run.commit[:10] + (f" ({run.branch})" if run.branch else "")))
+    if run.ci:
+        facts.append(("CI", f"{run.ci.get('provider', '')} {run.ci.get('run_id', '')}"))
+    if saved.exit_status is not None:
+        facts.append(("pytest exit status", str(saved.exit_status)))
+    facts.append(("pytest-llmeval", run.plugin_version))
+    passed = not failures and any("passed" in line for line in decision)
+    state = "failed" if failures else "passed" if passed else "unset"
+    verdict = {"failed": "Gate FAILED", "passed": "Gate passed", "unset": "No gate"}[state]
+    lines = "".join(f"<li>{escape(_plain(line))}</li>" for line in decision)
+    return (
+        "<header><h1>pytest-llmeval report</h1><dl class='facts'>"
+        + "".join(f"<div><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>" for k, v in facts)
+        + f"</dl><section class='gate {state}' id='gate'><h2>{verdict}</h2><ul>{lines}</ul>"
+        "</section></header>"
+    )
+
+
+def _plain(line: str) -> str:
+    return line.removeprefix("llmeval gate ").removeprefix("llmeval: ")
+
+
+def _suite(suite: str, rows: Sequence[Summary], models: Sequence[str], reference: Any) -> str:
+    threshold = rows[0].threshold
+    gate = f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
+    header, *lines = suite_table(rows)
+    table = _table(header, lines, numeric_from=1, link=(suite, [s.model for s in rows]))
+    # One colour per model across the page, whatever subset a suite has.
+    ordered = sorted(rows, key=lambda s: models.index(s.model))
+    figures = [
+        charts.accuracy(ordered, threshold),
+        charts.latency(ordered),
+        charts.cost_accuracy(ordered),
+    ]
+    parts = [
+        f"<section class='suite' id='{_anchor(suite)}'><h2>{escape(suite)} "
+        f"<small>({escape(gate)})</small></h2>",
+        table,
+        f"<div class='charts'>{''.join(figures)}</div>",
+    ]
+    fields = list(dict.fromkeys(name for s in rows for name in s.field_rates))
+    if fields:
+        parts.append("<h3>Accuracy per field</h3>" + _fields(fields, rows))
+    if any(s.repeats > 1 for s in rows):
+        parts.append(f"<h3>Each case asked {max(s.repeats for s in rows)} times</h3>")
+        table_rows = repeat_table(rows)
+        parts.append(_table(table_rows[0], table_rows[1:], numeric_from=1))
+    against = next((s for s in rows if s.model == reference), None)
+    if against is not None and len(rows) > 1:
+        table_rows, verdicts = paired_table(against, [s for s in rows if s is not against])
+        parts.append(f"<h3>Against {escape(against.model)} (reference), on the cases both "
+                     "answered</h3>")  # fmt: skip
+        if len(table_rows) > 1:
+            parts.append(_table(table_rows[0], table_rows[1:], numeric_from=1))
+        parts.append("<ul class='verdicts'>" + "".join(
+            f"<li>{escape(v)}</li>" for v in verdicts) + "</ul>")  # fmt: skip
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _fields(fields: Sequence[str], rows: Sequence[Summary]) -> str:
+    """Per field, each model's share right, as a number and a bar."""
+    head = "".join(f"<th>{escape(s.model)}</th>" for s in rows)
+    body = []
+    for name in fields:
+        cells = []
+        for s in rows:
+            rate = s.field_rates.get(name)
+            bar = (
+                ""
+                if rate is None
+                else f"<span class='fill' style='width:{rate * 100:.1f}%'></span>"
+            )
+            cells.append(f"<td class='num rate'>{bar}<span>{pct(rate)}</span></td>")
+        body.append(f"<tr><th scope='row'>{escape(name)}</th>{''.join(cells)}</tr>")
+    return (
+        f"<table class='fields'><thead><tr><th>field</th>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _baseline(changes: Sequence[Change]) -> str:
+    lines = []
+    for change in changes:
+        for what, cases in (("newly failing", change.newly_failing),
+                            ("newly passing", change.newly_passing)):  # fmt: skip
+            if cases:
+                lines.append(f"<li>{escape(change.suite)} / {escape(change.model)} {what}: "
+                             f"{escape(', '.join(cases))}</li>")  # fmt: skip
+    return (
+        "<section id='baseline'><h2>Against the baseline</h2>"
+        + _table(BASELINE_HEADER, baseline_rows(changes), numeric_from=1)
+        + (f"<ul>{''.join(lines)}</ul>" if lines else "")
+        + "</section>"
+    )
+
+
+def _models(models: dict[str, dict[str, Any]]) -> str:
+    """What each name stood for: the model id, the server (its host only), parameters, price."""
+    rows = []
+    for name, spec in models.items():
+        endpoint = urlsplit(spec.get("endpoint") or "")
+        price = spec.get("price")
+        rows.append((
+            name, str(spec.get("model", "")), endpoint.netloc + endpoint.path or "-",
+            json.dumps(spec.get("params") or {}, ensure_ascii=False),
+            "-" if not price else f"${price['input_per_1k']:g} in, "
+            f"${price['output_per_1k']:g} out per 1k tokens",
+        ))  # fmt: skip
+    return (
+        "<section id='models'><h2>Models</h2>"
+        + _table(("name", "model", "endpoint", "parameters", "price"), rows)
+        + "</section>"
+    )
+
+
+def _cases(records: Sequence[Record], suites: Sequence[str], models: Sequence[str]) -> str:
+    """Every answer, misses and errors shown first; filtered in the page by its script."""
+    order = {"miss": 0, "error": 1, "pass": 2}
+    ordered = sorted(records, key=lambda r: (order[r.outcome], r.suite, r.case, r.model, r.repeat))
+    fields = sorted({name for r in records for name, ok in r.fields.items() if not ok})
+    counts = {o: sum(r.outcome == o for r in records) for o in order}
+    outcome_choices = [
+        ("problems", f"misses and errors ({counts['miss'] + counts['error']})"),
+        ("miss", f"misses ({counts['miss']})"),
+        ("error", f"errors ({counts['error']})"),
+        ("pass", f"passes ({counts['pass']})"),
+        ("", f"all ({len(records)})"),
+    ]
+    filters = (
+        _select("model", "model", [("", "all")] + [(m, m) for m in models])
+        + _select("suite", "suite", [("", "all")] + [(s, s) for s in suites])
+        + _select("field", "field wrong", [("", "any")] + [(f, f) for f in fields])
+        + _select("outcome", "outcome", outcome_choices)
+        + "<label>text <input type='search' data-filter='text' "
+        "placeholder='case, answer, reasoning'></label>"
+        "<button type='button' id='expand'>expand all</button>"
+        "<span id='shown' aria-live='polite'></span>"
+    )
+    entries = "\n".join(_case(r) for r in ordered)
+    return (
+        "<section id='cases'><h2>Cases</h2>"
+        f"<form class='filters' onsubmit='return false'>{filters}</form>"
+        f"<p class='printed-filter' id='printed-filter'></p>"
+        f"<div id='case-list'>{entries}</div></section>"
+    )
+
+
+def _select(name: str, label: str, choices: Sequence[tuple[str, str]]) -> str:
+    options = "".join(f"<option value='{escape(v)}'>{escape(text)}</option>" for v, text in choices)
+    return f"<label>{escape(label)} <select data-filter='{name}'>{options}</select></label>"
+
+
+def _case(record: Record) -> str:
+    wrong = [name for name, ok in record.fields.items() if not ok]
+    chips = "".join(
+        f"<span class='chip {'ok' if ok else 'bad'}'>{'✓' if ok else '✗'} {escape(name)}</span>"
+        for name, ok in record.fields.items()
+    )
+    searchable = " ".join(
+        [record.case, record.answer or "", record.reason, *record.diff,
+         *(str(g.get("reasoning") or "") for g in record.judge_grades)]
+    ).lower()  # fmt: skip
+    diff = "".join(f"<li>{escape(line)}</li>" for line in record.diff)
+    grades = "".join(
+        f"<div class='grade'><b>judge{' · ' + escape(g['field']) if g.get('field') else ''}: "
+        f"{escape(str(g.get('grade') or 'no grade'))}</b> {escape(str(g.get('reasoning') or ''))}"
+        "</div>"
+        for g in record.judge_grades
+    )
+    figures = " · ".join(
+        part
+        for part in (
+            f"{record.latency_s:.2f}s" if record.latency_s is not None else "",
+            f"{record.input_tokens or 0:,} → {record.output_tokens or 0:,} tokens"
+            if record.input_tokens is not None
+            else "",
+            "replayed" if record.cached else "",
+            f"repeat {record.repeat + 1}" if record.repeat else "",
+        )
+        if part
+    )
+    attrs = {
+        "data-case": record.case,
+        "data-model": record.model,
+        "data-suite": record.suite,
+        "data-outcome": record.outcome,
+        "data-wrong": json.dumps(wrong, ensure_ascii=False),
+        "data-text": searchable,
+    }
+    attributes = " ".join(f'{name}="{escape(value)}"' for name, value in attrs.items())
+    hidden = " hidden" if record.outcome == "pass" else ""  # the default filter, without script
+    return (
+        f"<article class='case {record.outcome}' {attributes}{hidden}>"
+        f"<div class='line'><span class='badge'>{OUTCOME_LABEL[record.outcome]}</span>"
+        f"<b class='case-id'>{escape(record.case)}</b>"
+        f"<span class='model-name'>{escape(record.model)}</span>"
+        f"<span class='suite-name'>{escape(record.suite)}</span>"
+        f"<code class='where'>{escape(record.location)}</code>"
+        f"<span class='figures'>{escape(figures)}</span></div>"
+        + (f"<div class='reason'>{escape(record.reason)}</div>" if record.reason else "")
+        + (f"<div class='chips'>{chips}</div>" if chips else "")
+        + (f"<ul class='diff'>{diff}</ul>" if diff else "")
+        + grades
+        + "<button type='button' class='more-toggle'>expected and answer</button>"
+        + f"<div class='more' hidden>{_sides(record)}</div></article>"
+    )
+
+
+def _sides(record: Record) -> str:
+    """Expected beside the answer, the lines where they differ marked on each side."""
+    expected = json.dumps(record.expected, indent=2, ensure_ascii=False).splitlines()
+    if record.parsed is not None:
+        answer = json.dumps(record.parsed, indent=2, ensure_ascii=False).splitlines()
+        said = "answer (parsed)"
+    else:
+        answer = (record.answer or "(no answer)").splitlines() or [""]
+        said = "answer (as given)"
+    left: list[str] = []
+    right: list[str] = []
+    matcher = difflib.SequenceMatcher(a=expected, b=answer, autojunk=False)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        mark = "" if op == "equal" else " class='changed'"
+        left += [f"<span{mark}>{escape(line)}</span>" for line in expected[a0:a1]]
+        right += [f"<span{mark}>{escape(line)}</span>" for line in answer[b0:b1]]
+    return (
+        f"<div class='side'><h4>expected</h4><pre class='expected'>{chr(10).join(left)}</pre></div>"
+        f"<div class='side'><h4>{said}</h4><pre class='answer'>{chr(10).join(right)}</pre></div>"
+    )
+
+
+def _table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    numeric_from: int | None = None,
+    link: tuple[str, Sequence[str]] | None = None,
+) -> str:
+    """A table; with ``link`` (suite, each row's model), the miss and error counts open the
+    cases of that suite and model."""
+
+    def cell(i: int, value: str, n: int) -> str:
+        numeric = numeric_from is not None and i >= numeric_from
+        text = escape(value)
+        name = header[i]
+        if link is not None and name in ("miss", "error") and value not in ("0", ""):
+            suite, models = link
+            text = (
+                f"<a href='#cases' data-show-suite='{escape(suite)}' "
+                f"data-show-model='{escape(models[n])}' data-show-outcome='{name}'>{text}</a>"
+            )
+        return f"<td{' class=num' if numeric else ''}>{text}</td>"
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(cell(i, v, n) for i, v in enumerate(r)) + "</tr>"
+        for n, r in enumerate(rows)
+    )
+    return (
+        f"<div class='table'><table><thead><tr>{head}</tr></thead>"
+        f"<tbody>{body}</tbody></table></div>"
+    )
+
+
+def _anchor(suite: str) -> str:
+    return "suite-" + "".join(c if c.isalnum() else "-" for c in suite)
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{style}</style>
+</head>
+<body>
+{body}
+<footer>Written by pytest-llmeval. Self-contained: this file fetches nothing.</footer>
+<script>{script}</script>
+</body>
+</html>
+"""
+
+STYLE = resources.files(__package__).joinpath("report.css").read_text(encoding="utf-8")
+SCRIPT = resources.files(__package__).joinpath("report.js").read_text(encoding="utf-8")
