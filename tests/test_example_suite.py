@@ -12,12 +12,14 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-def test_the_example_suite_runs_offline_and_gives_the_recorded_table() -> None:
+def test_the_example_suite_runs_offline_and_gives_the_recorded_table(tmp_path: Path) -> None:
     # No key and nothing listening on the model's port: every answer must come from the
     # recordings (the suite's ini says --llm-record=none, so a missing one is an error).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LLMEVAL_"))}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "example_suite", "-p", "no:cacheprovider"],
+        # The report elsewhere than the suite's settings put it: not into the checkout.
+        [sys.executable, "-m", "pytest", "example_suite", "-p", "no:cacheprovider",
+         f"--llm-html={tmp_path / 'report.html'}"],  # fmt: skip
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -29,6 +31,8 @@ def test_the_example_suite_runs_offline_and_gives_the_recorded_table() -> None:
     assert result.returncode == 1, out + result.stderr
     assert re.search(r"=+ 5 passed, 115 missed in [\d.]+s =+$", out.rstrip()), out
     assert "llmeval answers: 120 replayed from example_suite/llmeval-cache/, 0 called" in out
+    assert f"llmeval report: {tmp_path / 'report.html'}" in out
+    assert (tmp_path / "report.html").stat().st_size > 0
     assert "llmeval gate FAILED: product-reviews / local-gemma: accuracy 0.0%" in out
     assert "llmeval gate FAILED: product-reviews-judged / local-gemma: accuracy 8.3%" in out
     # The tables are the live run's, as the README shows them: structural, then judged.
@@ -39,11 +43,12 @@ def test_the_example_suite_runs_offline_and_gives_the_recorded_table() -> None:
     assert replayed == shown
 
 
-def test_the_swap_comparison_in_the_readme_replays_offline() -> None:
+def test_the_swap_comparison_in_the_readme_replays_offline(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LLMEVAL_"))}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "example_suite", "-p", "no:cacheprovider",
-         "--llm-models=local-gemma,local-gemma-rp1", "--llm-reference-model=local-gemma"],
+         "--llm-models=local-gemma,local-gemma-rp1", "--llm-reference-model=local-gemma",
+         f"--llm-html={tmp_path / 'report.html'}"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     out = result.stdout
