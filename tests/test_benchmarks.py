@@ -35,3 +35,16 @@ def test_the_langsmith_benchmark_runs_and_every_upload_in_it_arrives() -> None:
     assert "PASS  every item passed in every run" in out
     assert "PASS  every run arrived, once" in out
     assert "FAIL" not in out
+
+
+def test_the_report_benchmark_runs_and_draws_every_answer() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "report.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "PASS  every page drawn has all 600 answers" in out
+    assert out.count("skip") == 4, out  # the four ratios, judged at full size only
