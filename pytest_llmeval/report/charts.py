@@ -12,8 +12,8 @@ from pytest_llmeval.results import Summary, pct, percentile
 # Okabe and Ito's palette: told apart with any common colour-vision deficiency.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999933", "#000")
 WIDTH = 600  # about the width a chart gets on a laptop screen, so text shows at its size
-LABELS = 130  # the left margin, for model names
-VALUES = 150  # the right margin, for the figures written out
+LABELS = 125  # the left margin, for model names
+VALUES = 170  # the right margin, for the figures written out
 ROW = 30
 
 
@@ -101,7 +101,9 @@ def cost_accuracy(summaries: Sequence[Summary]) -> str:
         spent = [s.cost or 0.0 for _, s in shown]
         title, unit = "Cost against accuracy", "cost"
         top, ticks = _nice(max(spent, default=0.0), floor=0.0001)
-        fmt: Callable[[float], str] = _dollars_tick(top)
+        fmt: Callable[[float], str] = _dollars_tick(ticks)
+        if not any(spent):
+            title += " (every model here cost $0)"
     else:
         spent = [float(s.input_tokens + s.output_tokens) for _, s in shown]
         unknown = ", ".join(s.model for _, s in shown if s.cost is None)
@@ -150,8 +152,11 @@ def cost_accuracy(summaries: Sequence[Summary]) -> str:
             f'<circle class="point" cx="{cx:.1f}" cy="{cy:.1f}" r="6" fill="{colour(i)}" '
             f'fill-opacity="0.8"><title>{escape(s.model)}: {pct(s.accuracy)} at '
             f"{escape(fmt(value))}</title></circle>",
-            f'<text x="{cx + 10:.1f}" y="{cy - 6 - 15 * below:.1f}" fill="{colour(i)}">'
-            f"{escape(s.model)}</text>",
+            # Left of the point when it is near the right edge, so the name stays inside.
+            f'<text x="{cx + (10 if cx < right - 60 else -10):.1f}" '
+            f'y="{cy - 6 - 15 * below:.1f}" fill="{colour(i)}" '
+            f'text-anchor="{"start" if cx < right - 60 else "end"}">{escape(short(s.model, 24))}'
+            "</text>",
         ]
     if not shown:
         parts.append(f'<text x="{left + 10}" y="{top_y + 20}">no answers</text>')
@@ -185,12 +190,22 @@ class _Rows:
     def label(self, row: int, text: str) -> str:
         y = self.middle(row) + 4
         return (
-            f'<text class="model" x="{LABELS - 8}" y="{y}" text-anchor="end">{escape(text)}</text>'
+            f'<text class="model" x="{LABELS - 8}" y="{y}" text-anchor="end">'
+            f"{escape(short(text))}<title>{escape(text)}</title></text>"
         )
 
     def value(self, row: int, text: str) -> str:
         y = self.middle(row) + 4
         return f'<text x="{WIDTH - VALUES + 10}" y="{y}">{escape(text)}</text>'
+
+
+def short(name: str, room: int = 18) -> str:
+    """A model name that fits a chart's margin: both ends kept, the middle elided (the
+    full name is the label's tooltip, and in every table)."""
+    if len(name) <= room:
+        return name
+    head = (room - 1) // 2
+    return f"{name[:head]}…{name[-(room - 1 - head) :]}"
 
 
 def _error_bar(start: float, end: float, at: float, *, horizontal: bool) -> str:
@@ -211,8 +226,9 @@ def _nice(highest: float, floor: float = 0.1) -> tuple[float, tuple[float, ...]]
     return step * count, tuple(step * n for n in range(count + 1))
 
 
-def _dollars_tick(top: float) -> Callable[[float], str]:
-    decimals = max(0, -math.floor(math.log10(top / 4)) if top < 4 else 0)
+def _dollars_tick(ticks: Sequence[float]) -> Callable[[float], str]:
+    """Dollars with as many decimals as the ticks need to read exactly ($0.000025)."""
+    decimals = next(d for d in range(10) if all(abs(round(t, d) - t) < 1e-12 for t in ticks))
 
     def fmt(v: float) -> str:
         return f"${v:.{decimals}f}"

@@ -111,15 +111,17 @@ def _suite(suite: str, rows: Sequence[Summary], models: Sequence[str], reference
         charts.latency(ordered),
         charts.cost_accuracy(ordered),
     ]
+    fields = list(dict.fromkeys(name for s in rows for name in s.field_rates))
+    if fields:  # beside the cost chart, where the grid has room
+        figures.append(
+            "<div class='per-field'><h3>Accuracy per field</h3>" + _fields(fields, rows) + "</div>"
+        )
     parts = [
         f"<section class='suite' id='{_anchor(suite)}'><h2>{escape(suite)} "
         f"<small>({escape(gate)})</small></h2>",
         table,
         f"<div class='charts'>{''.join(figures)}</div>",
     ]
-    fields = list(dict.fromkeys(name for s in rows for name in s.field_rates))
-    if fields:
-        parts.append("<h3>Accuracy per field</h3>" + _fields(fields, rows))
     if any(s.repeats > 1 for s in rows):
         parts.append(f"<h3>Each case asked {max(s.repeats for s in rows)} times</h3>")
         table_rows = repeat_table(rows)
