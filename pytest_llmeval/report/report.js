@@ -21,7 +21,9 @@
     }
     document.getElementById('shown').textContent = `${shown} of ${cases.length} shown`;
     const said = controls.filter(c => c.value.trim()).map(c => {
-      const label = c.tagName === 'SELECT' ? c.selectedOptions[0].textContent : c.value;
+      // An option's count is of all cases, not of those shown: left off here.
+      const label = c.tagName === 'SELECT'
+        ? c.selectedOptions[0].textContent.replace(/ \(\d+\)$/, '') : c.value;
       return `${c.dataset.filter}: ${label}`;
     });
     document.getElementById('printed-filter').textContent =
