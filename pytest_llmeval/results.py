@@ -212,6 +212,12 @@ def pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+def threshold_label(threshold: float | None) -> str:
+    """A suite's gate as the reports head it: "threshold 90%" (:g keeps 99.5% from
+    showing as 100%)."""
+    return f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
+
+
 def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (95% by default)."""
     if trials <= 0:

@@ -18,8 +18,15 @@ def test_the_example_suite_runs_offline_and_gives_the_recorded_table(tmp_path: P
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LLMEVAL_"))}
     result = subprocess.run(
         # The report elsewhere than the suite's settings put it: not into the checkout.
-        [sys.executable, "-m", "pytest", "example_suite", "-p", "no:cacheprovider",
-         f"--llm-html={tmp_path / 'report.html'}"],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "example_suite",
+            "-p",
+            "no:cacheprovider",
+            f"--llm-html={tmp_path / 'report.html'}",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -275,3 +275,30 @@ def test_llmeval_report_says_what_is_wrong_with_its_arguments(tmp_path: Path) ->
     assert bad.returncode == 2
     assert f"{tmp_path / 'bad.json'}:1: not JSON" in bad.stderr
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_report_shows_repeats_and_the_changes_since_a_baseline(
+    pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    openai_server.on("m1", oracle)
+    write_config(pytester, openai_server, ["m1"])
+    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    assert pytester.runpytest("--llm-save=before.json").ret == pytest.ExitCode.OK
+
+    def kettle_wrong(request: Request) -> object:
+        answer = oracle(request)
+        return {**answer, "star_rating": 1} if answer["product"] == "kettle" else answer
+
+    openai_server.on("m1", kettle_wrong)
+    result = pytester.runpytest("--llm-baseline=before.json", "--llm-repeat=2",
+                                "--llm-record=all", "--llm-html=report.html")  # fmt: skip
+    assert result.ret == pytest.ExitCode.OK  # no threshold, no regression limit
+    page = Page((pytester.path / "report.html").read_text())
+    headers = [table[0] for table in page.tables]
+    assert ["model", "answers", "accuracy", "pass^2", "flaky cases"] in headers
+    repeats = next(t for t in page.tables if "pass^2" in t[0])
+    assert repeats[1] == ["m1", "6", "66.7%", "66.7% (2 of 3)", "none"]
+    baseline = next(t for t in page.tables if t[0][0] == "suite / model")
+    assert baseline[1][:4] == ["reviews / m1", "100.0%", "66.7%", "-33.3 pts"]
+    assert ("a", {"href": "#baseline"}) in page.tags
+    assert len(page.cases) == 6  # each asking is its own case in the list

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from html import escape
 
-from pytest_llmeval.results import Summary, pct, percentile
+from pytest_llmeval.results import Summary, pct, percentile, threshold_label
 
 # Okabe and Ito's palette: told apart with any common colour-vision deficiency.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999933", "#000")
@@ -17,11 +17,13 @@ VALUES = 170  # the right margin, for the figures written out
 ROW = 30
 
 
-def colour(index: int) -> str:
-    return PALETTE[index % len(PALETTE)]
+def colour(model: str, models: Sequence[str]) -> str:
+    """A model's colour: by its place among all the run's models, so it keeps one colour
+    across every suite's charts."""
+    return PALETTE[models.index(model) % len(PALETTE)]
 
 
-def accuracy(summaries: Sequence[Summary], threshold: float | None) -> str:
+def accuracy(summaries: Sequence[Summary], threshold: float | None, models: Sequence[str]) -> str:
     """Accuracy per model as a bar, its 95% interval as an error bar, the threshold as a
     dashed line."""
     plot = _Rows(len(summaries), 0.0, 1.0)
@@ -34,13 +36,14 @@ def accuracy(summaries: Sequence[Summary], threshold: float | None) -> str:
             continue
         low, high = s.interval
         figure = f"{pct(s.accuracy)} ({low:.1%} to {high:.1%})"
+        paint = colour(s.model, models)
         parts += [
             f'<rect class="bar" x="{plot.x(0)}" y="{y - 8}" '
-            f'width="{plot.x(s.accuracy) - plot.x(0):.1f}" height="16" fill="{colour(i)}" '
+            f'width="{plot.x(s.accuracy) - plot.x(0):.1f}" height="16" fill="{paint}" '
             f'fill-opacity="0.35"><title>{escape(s.model)}: '
             f"{figure}, {s.passes} of {s.answered}</title></rect>",
             _error_bar(plot.x(low), plot.x(high), y, horizontal=True),
-            f'<circle cx="{plot.x(s.accuracy):.1f}" cy="{y}" r="4" fill="{colour(i)}"/>',
+            f'<circle cx="{plot.x(s.accuracy):.1f}" cy="{y}" r="4" fill="{paint}"/>',
             plot.value(i, figure),
         ]
     if threshold is not None:
@@ -49,12 +52,12 @@ def accuracy(summaries: Sequence[Summary], threshold: float | None) -> str:
             f'<line class="threshold" x1="{x:.1f}" x2="{x:.1f}" y1="{plot.top - 4}" '
             f'y2="{plot.bottom}" stroke="#c0392b" stroke-dasharray="4 3"/>'
             f'<text x="{x:.1f}" y="{plot.top - 8}" text-anchor="middle" fill="#c0392b">'
-            f"threshold {threshold * 100:g}%</text>"
+            f"{threshold_label(threshold)}</text>"
         )
     return _svg("accuracy", "Accuracy with its 95% interval", plot.height, parts)
 
 
-def latency(summaries: Sequence[Summary]) -> str:
+def latency(summaries: Sequence[Summary], models: Sequence[str]) -> str:
     """Every answer's latency as a dot, the middle half as a box, p50 and p99 marked."""
     values = [[r.latency_s for r in s.records if r.latency_s is not None] for s in summaries]
     highest = max((max(v) for v in values if v), default=0.0)
@@ -72,11 +75,11 @@ def latency(summaries: Sequence[Summary]) -> str:
             jitter = ((n * 7919) % 17 - 8) * 0.9  # spread the dots; the same every time
             parts.append(
                 f'<circle class="dot" cx="{plot.x(value):.1f}" cy="{y + jitter:.1f}" r="2.2" '
-                f'fill="{colour(i)}" fill-opacity="0.45"/>'
+                f'fill="{colour(s.model, models)}" fill-opacity="0.45"/>'
             )
         parts += [
             f'<rect x="{plot.x(q1):.1f}" y="{y - 9}" width="{max(plot.x(q3) - plot.x(q1), 1):.1f}"'
-            f' height="18" fill="none" stroke="{colour(i)}" stroke-width="1.5">'
+            f' height="18" fill="none" stroke="{colour(s.model, models)}" stroke-width="1.5">'
             f"<title>{escape(s.model)}: middle half {q1:.2f}s to {q3:.2f}s</title></rect>",
             f'<line x1="{plot.x(p50):.1f}" x2="{plot.x(p50):.1f}" y1="{y - 11}" y2="{y + 11}" '
             f'stroke="#222" stroke-width="2.5"><title>p50 {p50:.2f}s</title></line>',
@@ -92,21 +95,21 @@ def latency(summaries: Sequence[Summary]) -> str:
     )
 
 
-def cost_accuracy(summaries: Sequence[Summary]) -> str:
+def cost_accuracy(summaries: Sequence[Summary], models: Sequence[str]) -> str:
     """Each model at its cost (or, when a price is unknown, its tokens) and its accuracy,
     with the accuracy's 95% interval: the better trade is up and to the left."""
-    shown = [(i, s) for i, s in enumerate(summaries) if s.accuracy is not None]
-    priced = all(s.cost is not None for _, s in shown)
+    shown = [s for s in summaries if s.accuracy is not None]
+    priced = all(s.cost is not None for s in shown)
     if priced:
-        spent = [s.cost or 0.0 for _, s in shown]
+        spent = [s.cost or 0.0 for s in shown]
         title, unit = "Cost against accuracy", "cost"
         top, ticks = _nice(max(spent, default=0.0), floor=0.0001)
         fmt: Callable[[float], str] = _dollars_tick(ticks)
         if not any(spent):
             title += " (every model here cost $0)"
     else:
-        spent = [float(s.input_tokens + s.output_tokens) for _, s in shown]
-        unknown = ", ".join(s.model for _, s in shown if s.cost is None)
+        spent = [float(s.input_tokens + s.output_tokens) for s in shown]
+        unknown = ", ".join(s.model for s in shown if s.cost is None)
         title = f"Tokens against accuracy (no price for {unknown})"
         unit = "tokens in + out"
         top, ticks = _nice(max(spent, default=0.0), floor=1.0)
@@ -141,20 +144,21 @@ def cost_accuracy(summaries: Sequence[Summary]) -> str:
         f'<text x="{(left + right) / 2}" y="{bottom + 36}" text-anchor="middle">{unit}</text>'
     )
     placed: dict[tuple[int, int], int] = {}  # labels already at a spot: stack the next
-    for (i, s), value in zip(shown, spent, strict=True):
+    for s, value in zip(shown, spent, strict=True):
         low, high = s.interval or (0.0, 0.0)
         cx, cy = x(value), y(s.accuracy or 0.0)
+        paint = colour(s.model, models)
         spot = (round(cx / 8), round(cy / 8))
         below = placed.get(spot, 0)
         placed[spot] = below + 1
         parts += [
             _error_bar(y(low), y(high), cx, horizontal=False),
-            f'<circle class="point" cx="{cx:.1f}" cy="{cy:.1f}" r="6" fill="{colour(i)}" '
+            f'<circle class="point" cx="{cx:.1f}" cy="{cy:.1f}" r="6" fill="{paint}" '
             f'fill-opacity="0.8"><title>{escape(s.model)}: {pct(s.accuracy)} at '
             f"{escape(fmt(value))}</title></circle>",
             # Left of the point when it is near the right edge, so the name stays inside.
             f'<text x="{cx + (10 if cx < right - 60 else -10):.1f}" '
-            f'y="{cy - 6 - 15 * below:.1f}" fill="{colour(i)}" '
+            f'y="{cy - 6 - 15 * below:.1f}" fill="{colour(s.model, models)}" '
             f'text-anchor="{"start" if cx < right - 60 else "end"}">{escape(short(s.model, 24))}'
             "</text>",
         ]

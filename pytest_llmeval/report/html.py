@@ -22,13 +22,15 @@ from pytest_llmeval.gate import Failure
 from pytest_llmeval.report import charts
 from pytest_llmeval.report.terminal import (
     BASELINE_HEADER,
+    bare,
     baseline_rows,
+    change_lines,
     gate_lines,
     paired_table,
     repeat_table,
     suite_table,
 )
-from pytest_llmeval.results import Record, Summary, pct, summarize
+from pytest_llmeval.results import Record, Summary, pct, summarize, threshold_label
 from pytest_llmeval.saved_run import SavedRun
 
 OUTCOME_LABEL = {"pass": "PASS", "miss": "MISS", "error": "ERROR"}
@@ -86,7 +88,7 @@ def _header(saved: SavedRun, failures: Sequence[Failure], decision: Sequence[str
     passed = not failures and any("passed" in line for line in decision)
     state = "failed" if failures else "passed" if passed else "unset"
     verdict = {"failed": "Gate FAILED", "passed": "Gate passed", "unset": "No gate"}[state]
-    lines = "".join(f"<li>{escape(_plain(line))}</li>" for line in decision)
+    lines = "".join(f"<li>{escape(bare(line))}</li>" for line in decision)
     return (
         "<header><h1>pytest-llmeval report</h1><dl class='facts'>"
         + "".join(f"<div><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>" for k, v in facts)
@@ -95,21 +97,13 @@ def _header(saved: SavedRun, failures: Sequence[Failure], decision: Sequence[str
     )
 
 
-def _plain(line: str) -> str:
-    return line.removeprefix("llmeval gate ").removeprefix("llmeval: ")
-
-
 def _suite(suite: str, rows: Sequence[Summary], models: Sequence[str], reference: Any) -> str:
     threshold = rows[0].threshold
-    gate = f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
-    header, *lines = suite_table(rows)
-    table = _table(header, lines, numeric_from=1, link=(suite, [s.model for s in rows]))
-    # One colour per model across the page, whatever subset a suite has.
-    ordered = sorted(rows, key=lambda s: models.index(s.model))
+    table = _table(suite_table(rows), link=(suite, [s.model for s in rows]))
     figures = [
-        charts.accuracy(ordered, threshold),
-        charts.latency(ordered),
-        charts.cost_accuracy(ordered),
+        charts.accuracy(rows, threshold, models),
+        charts.latency(rows, models),
+        charts.cost_accuracy(rows, models),
     ]
     fields = list(dict.fromkeys(name for s in rows for name in s.field_rates))
     if fields:  # beside the cost chart, where the grid has room
@@ -118,21 +112,20 @@ def _suite(suite: str, rows: Sequence[Summary], models: Sequence[str], reference
         )
     parts = [
         f"<section class='suite' id='{_anchor(suite)}'><h2>{escape(suite)} "
-        f"<small>({escape(gate)})</small></h2>",
+        f"<small>({escape(threshold_label(threshold))})</small></h2>",
         table,
         f"<div class='charts'>{''.join(figures)}</div>",
     ]
     if any(s.repeats > 1 for s in rows):
         parts.append(f"<h3>Each case asked {max(s.repeats for s in rows)} times</h3>")
-        table_rows = repeat_table(rows)
-        parts.append(_table(table_rows[0], table_rows[1:], numeric_from=1))
+        parts.append(_table(repeat_table(rows)))
     against = next((s for s in rows if s.model == reference), None)
     if against is not None and len(rows) > 1:
         table_rows, verdicts = paired_table(against, [s for s in rows if s is not against])
         parts.append(f"<h3>Against {escape(against.model)} (reference), on the cases both "
                      "answered</h3>")  # fmt: skip
         if len(table_rows) > 1:
-            parts.append(_table(table_rows[0], table_rows[1:], numeric_from=1))
+            parts.append(_table(table_rows))
         parts.append("<ul class='verdicts'>" + "".join(
             f"<li>{escape(v)}</li>" for v in verdicts) + "</ul>")  # fmt: skip
     parts.append("</section>")
@@ -161,16 +154,10 @@ def _fields(fields: Sequence[str], rows: Sequence[Summary]) -> str:
 
 
 def _baseline(changes: Sequence[Change]) -> str:
-    lines = []
-    for change in changes:
-        for what, cases in (("newly failing", change.newly_failing),
-                            ("newly passing", change.newly_passing)):  # fmt: skip
-            if cases:
-                lines.append(f"<li>{escape(change.suite)} / {escape(change.model)} {what}: "
-                             f"{escape(', '.join(cases))}</li>")  # fmt: skip
+    lines = [f"<li>{escape(line)}</li>" for line in change_lines(changes)]
     return (
         "<section id='baseline'><h2>Against the baseline</h2>"
-        + _table(BASELINE_HEADER, baseline_rows(changes), numeric_from=1)
+        + _table([BASELINE_HEADER, *baseline_rows(changes)])
         + (f"<ul>{''.join(lines)}</ul>" if lines else "")
         + "</section>"
     )
@@ -190,7 +177,7 @@ def _models(models: dict[str, dict[str, Any]]) -> str:
         ))  # fmt: skip
     return (
         "<section id='models'><h2>Models</h2>"
-        + _table(("name", "model", "endpoint", "parameters", "price"), rows)
+        + _table([("name", "model", "endpoint", "parameters", "price"), *rows], numbers=False)
         + "</section>"
     )
 
@@ -311,17 +298,18 @@ def _sides(record: Record) -> str:
 
 
 def _table(
-    header: Sequence[str],
     rows: Sequence[Sequence[str]],
     *,
-    numeric_from: int | None = None,
+    numbers: bool = True,
     link: tuple[str, Sequence[str]] | None = None,
 ) -> str:
-    """A table; with ``link`` (suite, each row's model), the miss and error counts open the
-    cases of that suite and model."""
+    """A table of the rows, the first its header; with ``numbers``, every column after the
+    first is right-aligned; with ``link`` (suite, each row's model), the miss and error
+    counts open the cases of that suite and model."""
+    header, *body_rows = rows
 
     def cell(i: int, value: str, n: int) -> str:
-        numeric = numeric_from is not None and i >= numeric_from
+        numeric = numbers and i > 0
         text = escape(value)
         name = header[i]
         if link is not None and name in ("miss", "error") and value not in ("0", ""):
@@ -335,7 +323,7 @@ def _table(
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(cell(i, v, n) for i, v in enumerate(r)) + "</tr>"
-        for n, r in enumerate(rows)
+        for n, r in enumerate(body_rows)
     )
     return (
         f"<div class='table'><table><thead><tr>{head}</tr></thead>"

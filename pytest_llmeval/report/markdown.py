@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pytest_llmeval.baseline import Change
 from pytest_llmeval.gate import Failure
-from pytest_llmeval.report.terminal import gate_lines, suite_table
-from pytest_llmeval.results import Summary, pct
+from pytest_llmeval.report.terminal import bare, gate_lines, suite_table
+from pytest_llmeval.results import Summary, pct, threshold_label
 
 MISSES_SHOWN = 10
 
@@ -27,13 +27,11 @@ def render(
     decision = gate_lines(summaries, failures, confidence)
     verdict = "FAILED" if failures else "passed" if "passed" in decision[-1] else "not set"
     lines += [f"**Gate: {verdict}**", ""]
-    lines += [f"- {_cell(line.removeprefix('llmeval gate ').removeprefix('llmeval: '))}"
-              for line in decision]  # fmt: skip
+    lines += [f"- {_cell(bare(line))}" for line in decision]
     for suite in dict.fromkeys(s.suite for s in summaries):
         rows = [s for s in summaries if s.suite == suite]
-        threshold = rows[0].threshold
-        gate = f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
-        lines += ["", f"### {suite} ({gate})", "", _table(suite_table(rows))]
+        heading = f"### {suite} ({threshold_label(rows[0].threshold)})"
+        lines += ["", heading, "", _table(suite_table(rows))]
     regressed = [c for c in changes if c.newly_failing or (c.drop_points or 0) > 0]
     if regressed:
         lines += ["", "### Against the baseline", ""]

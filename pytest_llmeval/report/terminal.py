@@ -13,7 +13,7 @@ from pytest_llmeval.engine import PlanRow
 from pytest_llmeval.gate import CONFIDENCE, Failure, RegressionFailure
 from pytest_llmeval.langsmith_upload import UploadReport
 from pytest_llmeval.limits import AdaptiveLimit
-from pytest_llmeval.results import Record, Summary, pct
+from pytest_llmeval.results import Record, Summary, pct, threshold_label
 
 HEADER = (
     "model", "cases", "pass", "miss", "error", "accuracy", "95% CI",
@@ -51,7 +51,7 @@ def write_summary(
     for suite in suites:
         rows = [s for s in summaries if s.suite == suite]
         threshold = rows[0].threshold
-        tw.write_sep("-", f"llmeval: {suite} ({_threshold(threshold)})")
+        tw.write_sep("-", f"llmeval: {suite} ({threshold_label(threshold)})")
         _table(tw, suite_table(rows), [(), *(_row_styles(s, failed) for s in rows)])
         fields = list(dict.fromkeys(name for s in rows for name in s.field_rates))
         if fields:
@@ -70,11 +70,6 @@ def write_summary(
     if misses:
         _write_misses(tw, misses, misses_shown, all_diff=verbosity > 0, width=width)
     _write_gate(tw, summaries, failures, confidence)
-
-
-def _threshold(threshold: float | None) -> str:
-    # :g keeps 99.5% from showing as 100%.
-    return f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
 
 
 def _row_styles(s: Summary, failed: set[tuple[str, str]]) -> tuple[Markup, ...]:
@@ -111,7 +106,7 @@ def _write_quiet(
             else "not gated"
         )  # fmt: skip
         line = f"llmeval {s.suite} / {s.model}: {', '.join(f for f in figures if f)}"
-        tw.write_line(f"{line}: {verdict} ({_threshold(s.threshold)})",
+        tw.write_line(f"{line}: {verdict} ({threshold_label(s.threshold)})",
                       red=verdict == "FAILED", green=verdict == "passed")  # fmt: skip
     regressed = [f for f in failures if isinstance(f, RegressionFailure)]
     for failure in regressed:
@@ -325,6 +320,12 @@ def _write_gate(
     for line in gate_lines(summaries, failures, confidence):
         failed = line.startswith("llmeval gate FAILED")
         tw.write_line(line, red=failed, bold=failed, green=line.startswith("llmeval gate passed"))
+
+
+def bare(line: str) -> str:
+    """A gate line without its "llmeval gate"/"llmeval:" prefix, for a report that has a
+    heading of its own."""
+    return line.removeprefix("llmeval gate ").removeprefix("llmeval: ")
 
 
 def gate_lines(
