@@ -84,6 +84,9 @@ def _no_outside_reporting(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("GITHUB_STEP_SUMMARY", "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2",
                  "LANGSMITH_API_KEY", "LANGCHAIN_API_KEY", "LANGSMITH_PROJECT"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
+    # One terminal width, whatever the terminal running these tests: long diff lines are
+    # folded to it.
+    monkeypatch.setenv("COLUMNS", "80")
 
 
 @pytest.fixture
