@@ -134,11 +134,11 @@ def main() -> int:
     with_page, without = example_walls(runs)
     wall_ratio = statistics.median(with_page) / statistics.median(without)
     figures = [
-        ("draw", draw / dump, 4.0,
+        ("draw", draw / dump, 2.0,
          f"render {draw:.2f}s, results file {dump:.2f}s ({len(saved.records):,} records)"),
-        ("memory", draw_peak / dump_peak, 4.0,
+        ("memory", draw_peak / dump_peak, 2.0,
          f"peak {draw_peak / 2**20:.0f} MB against {dump_peak / 2**20:.0f} MB"),
-        ("size", len(page.encode()) / len(results.encode()), 2.0,
+        ("size", len(page.encode()) / len(results.encode()), 1.6,
          f"page {len(page.encode()) / 2**20:.1f} MB, results file "
          f"{len(results.encode()) / 2**20:.1f} MB"),
         ("a run", wall_ratio, 1.15,
