@@ -177,6 +177,7 @@ def test_a_wrong_field_fails_the_case_and_the_judge_says_why(
     pytester: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # the judge's words on one line, not folded
+
     def wrong_dislikes(request: Request) -> dict[str, object]:
         answer = oracle(request)
         return {**answer, "specific_dislikes": ["price"] if answer["specific_dislikes"] else []}
