@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +78,32 @@ def oracle(request: Request) -> dict[str, Any]:
         if review in request.last_user_content:
             return expected
     raise LookupError(f"unknown review: {request.last_user_content!r}")
+
+
+def kettle_wrong(request: Request) -> dict[str, Any]:
+    """Right on every review but the kettle's, whose rating it gets wrong (5 → 1)."""
+    answer = oracle(request)
+    return {**answer, "star_rating": 1} if answer["product"] == "kettle" else answer
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def llmeval(
+    *args: str, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The ``llmeval`` command, run as a user would."""
+    return subprocess.run([sys.executable, "-m", "pytest_llmeval.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+
+
+def run_example(*args: str) -> subprocess.CompletedProcess[str]:
+    """The README's main command: the example suite, replayed with no key in sight."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LLMEVAL_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "example_suite", "-p", "no:cacheprovider", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

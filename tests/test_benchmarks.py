@@ -4,47 +4,37 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 
-def test_the_engine_benchmark_runs_and_every_run_in_it_is_right() -> None:
+def quick(script: str) -> str:
+    """A benchmark script's --quick run: what it printed, once it exited 0."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "engine.py"), "--quick"],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
         capture_output=True,
         text=True,
         check=False,
     )
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_the_engine_benchmark_runs_and_every_run_in_it_is_right() -> None:
+    out = quick("engine.py")
     assert "every run exits 0 with every item passed" in out
     assert "FAIL" not in out
     assert out.count("PASS") == 3, out  # right results, no request when replaying, faults
 
 
 def test_the_langsmith_benchmark_runs_and_every_upload_in_it_arrives() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "langsmith.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
+    out = quick("langsmith.py")
     assert "PASS  every item passed in every run" in out
     assert "PASS  every run arrived, once" in out
     assert "FAIL" not in out
 
 
 def test_the_report_benchmark_runs_and_draws_every_answer() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "report.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
+    out = quick("report.py")
     assert "PASS  every page drawn has all 600 answers" in out
     assert out.count("skip") == 4, out  # the four ratios, judged at full size only

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 
 from pytest_llmeval.options import OPTIONS, Option
 from pytest_llmeval.results import Record
+from tests.conftest import ROOT
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+README = (ROOT / "README.md").read_text()
 
 
 @pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.name)
@@ -20,7 +20,7 @@ def test_every_option_and_its_ini_twin_is_in_the_readme(option: Option) -> None:
 
 
 def test_the_results_format_documents_every_record_field_and_setting() -> None:
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "results-format.md").read_text()
+    doc = (ROOT / "docs" / "results-format.md").read_text()
     for field in fields(Record):
         assert f"`{field.name}`" in doc, field.name
     for setting in ("models", "threshold", "confidence", "repeat", "repeat_gate",

@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, llmeval, run_example
+
 README = (ROOT / "README.md").read_text()
 
 
 def test_the_example_suite_runs_offline_and_gives_the_recorded_table(tmp_path: Path) -> None:
     # No key and nothing listening on the model's port: every answer must come from the
     # recordings (the suite's ini says --llm-record=none, so a missing one is an error).
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LLMEVAL_"))}
-    result = subprocess.run(
-        # The report elsewhere than the suite's settings put it: not into the checkout.
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "example_suite",
-            "-p",
-            "no:cacheprovider",
-            f"--llm-html={tmp_path / 'report.html'}",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    # The report elsewhere than the suite's settings put it: not into the checkout.
+    result = run_example(f"--llm-html={tmp_path / 'report.html'}")
     out = result.stdout
     # The 270M model misses (nearly) every case, and the gate (0.9) says so: exit status 1.
     assert result.returncode == 1, out + result.stderr
@@ -51,12 +33,9 @@ def test_the_example_suite_runs_offline_and_gives_the_recorded_table(tmp_path: P
 
 
 def test_the_swap_comparison_in_the_readme_replays_offline(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LLMEVAL_"))}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "example_suite", "-p", "no:cacheprovider",
-         "--llm-models=local-gemma,local-gemma-rp1", "--llm-reference-model=local-gemma",
-         f"--llm-html={tmp_path / 'report.html'}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    result = run_example(
+        "--llm-models=local-gemma,local-gemma-rp1", "--llm-reference-model=local-gemma",
+        f"--llm-html={tmp_path / 'report.html'}",
     )  # fmt: skip
     out = result.stdout
     assert "llmeval answers: 240 replayed from example_suite/llmeval-cache/, 0 called" in out
@@ -69,11 +48,10 @@ def test_the_swap_comparison_in_the_readme_replays_offline(tmp_path: Path) -> No
 
 
 def test_the_judges_agreement_with_people_is_measured_offline() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest_llmeval.cli", "agreement", "example_suite/judge_labels.yaml", "--record", "none",
-         "--suite", "example_suite/product_reviews_judged.llmeval.yaml",
-         "--config", "example_suite/pyproject.toml"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+    done = llmeval(
+        "agreement", "example_suite/judge_labels.yaml", "--record", "none",
+        "--suite", "example_suite/product_reviews_judged.llmeval.yaml",
+        "--config", "example_suite/pyproject.toml", cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     # Gemma 3 270M passes nearly everything: no better than chance, as the README says.

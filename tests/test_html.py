@@ -3,9 +3,7 @@ results file's, nothing fetched from anywhere, and what a model says cannot inje
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,10 +12,9 @@ import pytest
 
 from pytest_llmeval.results import summarize
 from pytest_llmeval.saved_run import SavedRun
-from tests.conftest import oracle, suite_yaml, write_config
+from tests.conftest import kettle_wrong, llmeval, oracle, run_example, suite_yaml, write_config
 from tests.openai_server import OpenAIServer, Reply, Request
 
-ROOT = Path(__file__).resolve().parent.parent
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "area", "base", "wbr", "source"}
 
 
@@ -105,19 +102,16 @@ def assert_self_contained(page: Page) -> None:
             assert value is None or value.startswith("#"), (tag, name, value)
 
 
-def run_example(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LLMEVAL_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "example_suite", "-p", "no:cacheprovider",
-         "--llm-models=local-gemma,local-gemma-rp1", "--llm-reference-model=local-gemma",
-         f"--llm-html={tmp_path / 'report.html'}", f"--llm-save={tmp_path / 'run.json'}",
-         *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+def report_example(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The README's swap comparison, its page and its results file in ``tmp_path``."""
+    return run_example(
+        "--llm-models=local-gemma,local-gemma-rp1", "--llm-reference-model=local-gemma",
+        f"--llm-html={tmp_path / 'report.html'}", f"--llm-save={tmp_path / 'run.json'}",
     )  # fmt: skip
 
 
 def test_the_example_suites_report_holds_every_model_and_every_miss(tmp_path: Path) -> None:
-    result = run_example(tmp_path)
+    result = report_example(tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr  # the gate fails, as always
     assert f"llmeval report: {tmp_path / 'report.html'}" in result.stdout
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
@@ -187,11 +181,7 @@ def test_the_example_suites_report_holds_every_model_and_every_miss(tmp_path: Pa
     assert "FAILED: product-reviews / local-gemma: accuracy 0.0% is below the threshold" in text
 
     # The same page again from the results file alone.
-    again = subprocess.run(
-        [sys.executable, "-m", "pytest_llmeval.cli", "report", str(tmp_path / "run.json"),
-         "--html", str(tmp_path / "again.html")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    again = llmeval("report", str(tmp_path / "run.json"), "--html", str(tmp_path / "again.html"))
     assert again.returncode == 1, again.stderr  # as `llmeval gate` would exit
     assert (tmp_path / "again.html").read_bytes() == (tmp_path / "report.html").read_bytes()
 
@@ -263,15 +253,11 @@ def test_an_unwritable_report_is_one_warning_and_changes_nothing(
 
 
 def test_llmeval_report_says_what_is_wrong_with_its_arguments(tmp_path: Path) -> None:
-    def report(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pytest_llmeval.cli", "report", *args],
-                              capture_output=True, text=True, check=False)  # fmt: skip
-
     (tmp_path / "bad.json").write_text("{not json")
-    nothing = report(str(tmp_path / "bad.json"))
+    nothing = llmeval("report", str(tmp_path / "bad.json"))
     assert nothing.returncode == 2
     assert "give --html PATH, --markdown PATH or both" in nothing.stderr
-    bad = report(str(tmp_path / "bad.json"), "--html", str(tmp_path / "r.html"))
+    bad = llmeval("report", str(tmp_path / "bad.json"), "--html", str(tmp_path / "r.html"))
     assert bad.returncode == 2
     assert f"{tmp_path / 'bad.json'}:1: not JSON" in bad.stderr
     assert not (tmp_path / "r.html").exists()
@@ -284,10 +270,6 @@ def test_the_report_shows_repeats_and_the_changes_since_a_baseline(
     write_config(pytester, openai_server, ["m1"])
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
     assert pytester.runpytest("--llm-save=before.json").ret == pytest.ExitCode.OK
-
-    def kettle_wrong(request: Request) -> object:
-        answer = oracle(request)
-        return {**answer, "star_rating": 1} if answer["product"] == "kettle" else answer
 
     openai_server.on("m1", kettle_wrong)
     result = pytester.runpytest("--llm-baseline=before.json", "--llm-repeat=2",

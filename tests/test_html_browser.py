@@ -15,7 +15,7 @@ import pytest
 
 from pytest_llmeval.saved_run import SavedRun
 from tests.headless_chromium import Chromium, Page, chromium_path
-from tests.test_html import run_example
+from tests.test_html import report_example
 
 CHARTS = """Array.from(document.querySelectorAll('figure.chart')).map(f => {
   const box = f.querySelector('svg').getBoundingClientRect();
@@ -36,7 +36,7 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SavedRun]:
             pytest.fail(reason)
         pytest.skip(reason)
     where = tmp_path_factory.mktemp("report")
-    done = run_example(where)
+    done = report_example(where)
     assert done.returncode == 1, done.stdout + done.stderr
     return where / "report.html", SavedRun.load(where / "run.json")
 

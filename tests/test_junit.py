@@ -7,13 +7,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import oracle, suite_yaml, write_config
-from tests.openai_server import OpenAIServer, Request
-
-
-def kettle_wrong(request: Request) -> object:
-    answer = oracle(request)
-    return {**answer, "star_rating": 1} if answer["product"] == "kettle" else answer
+from tests.conftest import kettle_wrong, oracle, suite_yaml, write_config
+from tests.openai_server import OpenAIServer
 
 
 def cases(pytester: pytest.Pytester) -> dict[str, ET.Element]:

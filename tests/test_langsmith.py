@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from pytest_llmeval import langsmith_payloads as payloads
 from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.results import Record
 from pytest_llmeval.saved_run import ResultsFileError, SavedRun, describe_models
-from tests.conftest import REVIEWS, oracle, suite_yaml, write_config
+from tests.conftest import REVIEWS, llmeval, oracle, suite_yaml, write_config
 from tests.langsmith_service import LangSmithServer, closed_port_url
 from tests.openai_server import OpenAIServer, Reply, Request
 from tests.test_judge import judged_project
@@ -300,10 +299,7 @@ def test_langsmith_away_changes_no_outcome_and_loses_nothing(
 
 
 def upload(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_llmeval.cli", "upload", str(path), "--timeout", "60"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return llmeval("upload", str(path), "--timeout", "60")
 
 
 # -- switching it on, and living beside LangSmith's own plugin ----------------------------

@@ -6,17 +6,13 @@ import pytest
 
 from pytest_llmeval.results import summarize
 from pytest_llmeval.saved_run import SavedRun
-from tests.conftest import oracle, suite_yaml, write_config
-from tests.openai_server import OpenAIServer, Request
+from tests.conftest import kettle_wrong, oracle, suite_yaml, write_config
+from tests.openai_server import OpenAIServer
 
 
 def test_the_markdown_table_has_the_results_files_numbers(
     pytester: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def kettle_wrong(request: Request) -> object:
-        answer = oracle(request)
-        return {**answer, "star_rating": 1} if answer["product"] == "kettle" else answer
-
     summary_file = pytester.path / "step-summary.md"
     summary_file.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary_file))

@@ -14,11 +14,11 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
+
 EXAMPLE = ROOT / "example_suite"
 LAUNCHER = EXAMPLE / "local_model.py"
 # Two ordinary reviews and an edge case (two products named) whose product and rating

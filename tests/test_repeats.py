@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 import threading
 from typing import Any
 
@@ -12,7 +10,7 @@ import pytest
 
 from pytest_llmeval.gate import evaluate
 from pytest_llmeval.results import Record, summarize
-from tests.conftest import oracle, suite_yaml, write_config
+from tests.conftest import llmeval, oracle, suite_yaml, write_config
 from tests.openai_server import OpenAIServer, Request
 
 
@@ -91,10 +89,7 @@ def test_each_case_is_asked_n_times_and_flaky_ones_are_listed(
     ])  # fmt: skip
 
     # Applied again to the saved results, with the run's own measure: the same decision.
-    again = subprocess.run(
-        [sys.executable, "-m", "pytest_llmeval.cli", "gate", str(pytester.path / "repeats.json")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    again = llmeval("gate", str(pytester.path / "repeats.json"), timeout=60)
     assert again.returncode == 1
     assert (
         "llmeval gate FAILED: reviews / m1: pass^3 66.7% is below the threshold 80.0% by 13.3 "

@@ -4,20 +4,13 @@ applied again to saved results by `llmeval gate`, calling no model."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pytest_llmeval.saved_run import SavedRun
-from tests.conftest import oracle, suite_yaml, write_config
-from tests.openai_server import OpenAIServer, Request
-
-
-def kettle_wrong(request: Request) -> Any:
-    answer = oracle(request)
-    return {**answer, "star_rating": 1} if answer["product"] == "kettle" else answer
+from tests.conftest import kettle_wrong, llmeval, oracle, suite_yaml, write_config
+from tests.openai_server import OpenAIServer
 
 
 def project(pytester: pytest.Pytester, server: OpenAIServer) -> None:
@@ -28,8 +21,7 @@ def project(pytester: pytest.Pytester, server: OpenAIServer) -> None:
 
 
 def gate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest_llmeval.cli", "gate", *args],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    return llmeval("gate", *args, timeout=60)
 
 
 def failed_lines(output: str) -> list[str]:

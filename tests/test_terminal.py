@@ -7,15 +7,10 @@ import re
 
 import pytest
 
-from tests.conftest import REVIEWS, oracle, suite_yaml, write_config
-from tests.openai_server import OpenAIServer, Request
+from tests.conftest import REVIEWS, kettle_wrong, oracle, suite_yaml, write_config
+from tests.openai_server import OpenAIServer
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def kettle_wrong(request: Request) -> object:
-    answer = oracle(request)
-    return {**answer, "star_rating": 1} if answer["product"] == "kettle" else answer
 
 
 @pytest.fixture
