@@ -42,7 +42,7 @@ def compare(before: Sequence[Record], now: Sequence[Record]) -> list[Change]:
         then = earlier.get((summary.suite, summary.model))
         if then is None:
             continue
-        passed_then, passed_now = _always_passed(then), _always_passed(summary)
+        passed_then, passed_now = then.always_passed, summary.always_passed
         cases_now = {r.case for r in summary.records}
         cases_then = {r.case for r in then.records}
         changes.append(
@@ -54,14 +54,6 @@ def compare(before: Sequence[Record], now: Sequence[Record]) -> list[Change]:
             )
         )
     return changes
-
-
-def _always_passed(summary: Summary) -> set[str]:
-    """Cases that passed every time they were asked (once, without --llm-repeat)."""
-    verdicts: dict[str, bool] = {}
-    for record in summary.records:
-        verdicts[record.case] = verdicts.get(record.case, True) and record.outcome == "pass"
-    return {case for case, passed in verdicts.items() if passed}
 
 
 def find(spec: str, results_dir: Path) -> Path:

@@ -175,6 +175,11 @@ class Summary:
         }
 
     @property
+    def always_passed(self) -> set[str]:
+        """The cases right every time they were asked (once, without --llm-repeat)."""
+        return {case for case, verdicts in self._verdicts().items() if all(verdicts)}
+
+    @property
     def always_right(self) -> tuple[int, int]:
         """(cases right in every repeat, cases answered every time): pass^N's parts."""
         verdicts = self._verdicts().values()
