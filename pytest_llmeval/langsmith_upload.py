@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -184,6 +184,13 @@ class Uploader:
         # The SDK reports a failed run upload here and does not raise it.
         self._trace_error = exc
 
+    def _multipart(self, send: Callable[[], object]) -> None:
+        """A multipart send that raises when it failed, as the SDK's does not."""
+        self._trace_error = None
+        send()
+        if self._trace_error is not None:
+            raise self._trace_error
+
     def _send(self, batch: Sequence[Record]) -> None:
         """A batch: its cases synced, its runs in one request, their scores in another."""
         by_dataset: dict[str, list[Record]] = {}
@@ -204,11 +211,8 @@ class Uploader:
                     if item["id"] not in self.report.sent
                 ]
         if runs:
-            self._trace_error = None
             # Copies: the SDK turns the ids of what it is given into UUIDs, in place.
-            self.client.multipart_ingest(create=copy.deepcopy(runs))
-            if self._trace_error is not None:
-                raise self._trace_error
+            self._multipart(lambda: self.client.multipart_ingest(create=copy.deepcopy(runs)))
         with self._lock:
             self.report.sent.update(run["id"] for run in runs)
             self.report.runs_sent += len(runs)
@@ -323,10 +327,7 @@ class Uploader:
             )
             for item in scores
         ]  # fmt: skip
-        self._trace_error = None
-        client._multipart_ingest_ops(ops)
-        if self._trace_error is not None:
-            raise self._trace_error
+        self._multipart(lambda: client._multipart_ingest_ops(ops))
 
 
 def _endpoint() -> str:
