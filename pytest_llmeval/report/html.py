@@ -26,6 +26,7 @@ from pytest_llmeval.report.terminal import (
     baseline_rows,
     change_lines,
     gate_lines,
+    gate_state,
     paired_table,
     repeat_table,
     suite_table,
@@ -43,7 +44,7 @@ def render(saved: SavedRun, failures: Sequence[Failure], changes: Sequence[Chang
     models = list(dict.fromkeys(s.model for s in summaries))
     decision = gate_lines(summaries, failures, settings.get("confidence", "point"))
     body = [
-        _header(saved, failures, decision),
+        _header(saved, gate_state(summaries, failures), decision),
         _nav(suites, baseline=bool(changes)),
     ]
     reference = settings.get("reference_model")
@@ -74,7 +75,15 @@ def _nav(suites: Sequence[str], *, baseline: bool) -> str:
     return "<nav>" + "".join(f"<a href='#{a}'>{escape(t)}</a>" for a, t in places) + "</nav>"
 
 
-def _header(saved: SavedRun, failures: Sequence[Failure], decision: Sequence[str]) -> str:
+# The decision as the page heads it, and the style of its box.
+GATE_HEADING = {
+    "FAILED": ("failed", "Gate FAILED"),
+    "passed": ("passed", "Gate passed"),
+    "not set": ("unset", "No gate"),
+}
+
+
+def _header(saved: SavedRun, state: str, decision: Sequence[str]) -> str:
     run = saved.provenance
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(run.started_at))
     facts = [("run", run.run_id[:8]), ("started", started)]
@@ -85,14 +94,12 @@ def _header(saved: SavedRun, failures: Sequence[Failure], decision: Sequence[str
     if saved.exit_status is not None:
         facts.append(("pytest exit status", str(saved.exit_status)))
     facts.append(("pytest-llmeval", run.plugin_version))
-    passed = not failures and any("passed" in line for line in decision)
-    state = "failed" if failures else "passed" if passed else "unset"
-    verdict = {"failed": "Gate FAILED", "passed": "Gate passed", "unset": "No gate"}[state]
+    style, verdict = GATE_HEADING[state]
     lines = "".join(f"<li>{escape(bare(line))}</li>" for line in decision)
     return (
         "<header><h1>pytest-llmeval report</h1><dl class='facts'>"
         + "".join(f"<div><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>" for k, v in facts)
-        + f"</dl><section class='gate {state}' id='gate'><h2>{verdict}</h2><ul>{lines}</ul>"
+        + f"</dl><section class='gate {style}' id='gate'><h2>{verdict}</h2><ul>{lines}</ul>"
         "</section></header>"
     )
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pytest_llmeval.baseline import Change
 from pytest_llmeval.gate import Failure
-from pytest_llmeval.report.terminal import bare, gate_lines, suite_table
+from pytest_llmeval.report.terminal import bare, gate_lines, gate_state, suite_table
 from pytest_llmeval.results import Summary, pct, threshold_label
 
 MISSES_SHOWN = 10
@@ -25,8 +25,7 @@ def render(
 ) -> str:
     lines = ["## pytest-llmeval", ""]
     decision = gate_lines(summaries, failures, confidence)
-    verdict = "FAILED" if failures else "passed" if "passed" in decision[-1] else "not set"
-    lines += [f"**Gate: {verdict}**", ""]
+    lines += [f"**Gate: {gate_state(summaries, failures)}**", ""]
     lines += [f"- {_cell(bare(line))}" for line in decision]
     for suite in dict.fromkeys(s.suite for s in summaries):
         rows = [s for s in summaries if s.suite == suite]

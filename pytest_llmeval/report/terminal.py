@@ -328,11 +328,20 @@ def bare(line: str) -> str:
     return line.removeprefix("llmeval gate ").removeprefix("llmeval: ")
 
 
+def _gated(summaries: Sequence[Summary]) -> list[Summary]:
+    return [s for s in summaries if s.threshold is not None and s.accuracy is not None]
+
+
+def gate_state(summaries: Sequence[Summary], failures: Sequence[Failure]) -> str:
+    """The decision in a word, for a report's heading: FAILED, passed, or not set."""
+    return "FAILED" if failures else "passed" if _gated(summaries) else "not set"
+
+
 def gate_lines(
     summaries: Sequence[Summary], failures: Sequence[Failure], confidence: str = "point"
 ) -> list[str]:
     """The gate's decision in words (shared with `llmeval gate`)."""
-    gated = [s for s in summaries if s.threshold is not None and s.accuracy is not None]
+    gated = _gated(summaries)
     rule = [] if confidence == "point" or not gated else [
         f"llmeval gate: --llm-confidence={confidence}: the {CONFIDENCE[confidence]} of each "
         "accuracy (or pass^N) is held against the threshold"
