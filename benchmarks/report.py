@@ -31,11 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pytest_llmeval.gate import evaluate  # noqa: E402
-from pytest_llmeval.provenance import Provenance  # noqa: E402
 from pytest_llmeval.report import html  # noqa: E402
-from pytest_llmeval.results import Record, summarize  # noqa: E402
-from pytest_llmeval.saved_run import SavedRun  # noqa: E402
+from pytest_llmeval.results.gate import evaluate  # noqa: E402
+from pytest_llmeval.results.provenance import Provenance  # noqa: E402
+from pytest_llmeval.results.records import Record, summarize  # noqa: E402
+from pytest_llmeval.results.saved_run import SavedRun  # noqa: E402
 
 FIELDS = ("product", "star_rating", "specific_likes", "specific_dislikes")
 

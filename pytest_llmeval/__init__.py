@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pytest_llmeval.python_api import LLM
-from pytest_llmeval.scoring import Verdict
+from pytest_llmeval.scoring.verdict import Verdict
 
 __all__ = ["LLM", "Verdict", "__version__"]
 __version__ = "0.1.0"

@@ -10,12 +10,13 @@ from typing import Any
 
 import yaml
 
-from pytest_llmeval.client import CallError
-from pytest_llmeval.engine import Engine
-from pytest_llmeval.judging import grade
+from pytest_llmeval.engine.client import CallError
+from pytest_llmeval.engine.engine import Engine
 from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.scoring.combined import ToJudge
-from pytest_llmeval.scoring.judge import Grade, JudgeConfig
+from pytest_llmeval.scoring.judge import Grade
+from pytest_llmeval.scoring.judging import grade
+from pytest_llmeval.suite.rules import JudgeConfig
 
 LABEL_KEYS = frozenset({"id", "input", "reference", "answer", "human", "why"})
 FILE_KEYS = frozenset({"description", "field", "criteria", "prompt", "labels"})

@@ -16,18 +16,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pytest_llmeval.agreement import LabelFileError, agreement, grade_all, load_labels
-from pytest_llmeval.baseline import Change, compare
-from pytest_llmeval.cache import ResponseCache
-from pytest_llmeval.cases import CaseFileError, load_suite
-from pytest_llmeval.engine import Engine
-from pytest_llmeval.gate import Failure, evaluate, regressions
-from pytest_llmeval.langsmith_payloads import DEFAULT_DATASET
-from pytest_llmeval.langsmith_upload import Uploader, api_key
-from pytest_llmeval.models import ConfigError, load_model_table, resolve_models
+from pytest_llmeval.engine.cache import ResponseCache
+from pytest_llmeval.engine.engine import Engine
+from pytest_llmeval.langsmith.payloads import DEFAULT_DATASET
+from pytest_llmeval.langsmith.upload import Uploader, api_key
+from pytest_llmeval.models import load_model_table, resolve_models
 from pytest_llmeval.report import html, markdown
 from pytest_llmeval.report.terminal import change_lines, gate_lines, upload_lines
-from pytest_llmeval.results import Summary, pct, summarize
-from pytest_llmeval.saved_run import ResultsFileError, SavedRun
+from pytest_llmeval.results.baseline import Change, compare
+from pytest_llmeval.results.gate import Failure, evaluate, regressions
+from pytest_llmeval.results.records import Summary, pct, summarize
+from pytest_llmeval.results.saved_run import ResultsFileError, SavedRun
+from pytest_llmeval.suite.load import CaseFileError, load_suite
+from pytest_llmeval.support.problems import ConfigError
 
 SHOWN = 160
 
@@ -227,7 +228,7 @@ def _agreement(args: argparse.Namespace) -> int:
         print(f"llmeval: {exc}", file=sys.stderr)
         return 2
     except CaseFileError as exc:
-        print("llmeval: " + "\n".join(exc.problems), file=sys.stderr)
+        print("llmeval: " + "\n".join(exc.lines), file=sys.stderr)
         return 2
     if judge.missing_key():
         print(f"llmeval: no API key for {judge.name}: set {judge.missing_key()}", file=sys.stderr)

@@ -11,17 +11,17 @@ from typing import Any, NoReturn
 
 import pytest
 
-from pytest_llmeval import judging
-from pytest_llmeval.cases import Case, CaseFileError, Suite, load_suite
-from pytest_llmeval.client import CallError, Completion, LLMRequest
-from pytest_llmeval.engine import Pending
+from pytest_llmeval.engine.client import CallError, Completion, LLMRequest
+from pytest_llmeval.engine.engine import Pending
 from pytest_llmeval.locations import relpath, shown_id
-from pytest_llmeval.models import ConfigError, ModelSpec
+from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.terminal import miss_text
-from pytest_llmeval.results import Record
-from pytest_llmeval.scoring import combined
-from pytest_llmeval.state import RECORD, evaluation
-from pytest_llmeval.waiting import wait, wait_for
+from pytest_llmeval.results.records import Record
+from pytest_llmeval.run import RECORD, run_of
+from pytest_llmeval.scoring import combined, judging
+from pytest_llmeval.suite.load import CaseFileError, load_suite
+from pytest_llmeval.suite.model import Case, Suite
+from pytest_llmeval.support.problems import ConfigError
 
 
 class SuiteFile(pytest.File):
@@ -30,13 +30,13 @@ class SuiteFile(pytest.File):
         try:
             suite = load_suite(self.path, display=shown)
         except CaseFileError as exc:
-            message = "invalid case file:\n" + "\n".join(exc.problems)
+            message = "invalid case file:\n" + "\n".join(exc.lines)
             yield SuiteErrorItem.from_parent(self, name="invalid-suite", message=message)
             return
-        ev = evaluation(self.config)
-        models = list(ev.models.values())
+        run = run_of(self.config)
+        models = list(run.models.values())
         # Results are aggregated by suite name: two files with one name would mix.
-        first = ev.suite_files.setdefault(suite.name, shown)
+        first = run.suite_files.setdefault(suite.name, shown)
         if first != shown:
             message = f"{shown}: suite name {suite.name!r} is also used by {first}; rename one"
             yield SuiteErrorItem.from_parent(self, name="duplicate-suite", message=message)
@@ -51,12 +51,12 @@ class SuiteFile(pytest.File):
         judge_model = None
         if suite.scoring.uses_judge:
             try:
-                judge_model = ev.judge_model(suite.scoring.judge.model)
+                judge_model = run.judge_model(suite.scoring.judge.model)
             except ConfigError as exc:
                 message = f"{shown}: suite {suite.name!r} is scored by a judge: {exc}"
                 yield SuiteErrorItem.from_parent(self, name="no-judge", message=message)
                 return
-        repeats = ev.settings.repeat
+        repeats = run.settings.repeat
         for case in suite.cases:
             for model in models:
                 for repeat in range(repeats):
@@ -84,7 +84,7 @@ class SuiteErrorItem(pytest.Item):
         super().__init__(**kwargs)
         self.message = message
         # Selecting a model (`-k gpt-4`) must not hide a broken file of its suites.
-        self.extra_keyword_matches.update(evaluation(self.config).models)
+        self.extra_keyword_matches.update(run_of(self.config).models)
 
     def setup(self) -> None:
         # Failing in setup reports an ERROR (not a test failure); no traceback, only the message.
@@ -127,10 +127,10 @@ class CaseItem(pytest.Item):
         return f"{relpath(self.config, self.suite.path)}:{self.case.line}"
 
     def _record(self, **fields: Any) -> Record:
-        ev = evaluation(self.config)
+        run = run_of(self.config)
         threshold = self.suite.threshold
         if threshold is None:
-            threshold = ev.settings.threshold
+            threshold = run.settings.threshold
         return Record(
             suite=self.suite.name,
             case=self.case.id,
@@ -163,12 +163,12 @@ class CaseItem(pytest.Item):
 
     def start(self) -> None:
         """Send the request (and, for a judged suite, judge the answer when it comes)."""
-        ev = evaluation(self.config)
-        self.pending = ev.engine.start(self.request)
+        run = run_of(self.config)
+        self.pending = run.engine.start(self.request)
         if self.suite.scoring.uses_judge:
-            run = judging.job(ev.engine, self.judge_model, self.suite, self.case,
+            job = judging.job(run.engine, self.judge_model, self.suite, self.case,
                               self.model.name, self.request.where)  # fmt: skip
-            self.judging = ev.engine.follow(self.pending, run)
+            self.judging = run.engine.follow(self.pending, job)
 
     def setup(self) -> None:
         # Started once collection was done; a rerun of the item asks again.
@@ -177,12 +177,12 @@ class CaseItem(pytest.Item):
         assert self.pending is not None
         pending, judging_, self.pending, self.judging = self.pending, self.judging, None, None
         try:
-            self.completion = wait(self.config, pending)
+            self.completion = run_of(self.config).answer(pending)
         except CallError as exc:
             self._error(f"no answer: {exc}")
         if judging_ is not None:
             try:
-                self.judged = wait_for(self.config, judging_)
+                self.judged = run_of(self.config).result(judging_)
             except CallError as exc:
                 self._error(f"not judged: {exc}")
 
@@ -219,7 +219,7 @@ class CaseItem(pytest.Item):
             parsed=verdict.answer,
         )
         self.stash[RECORD] = record
-        if not verdict.passed and evaluation(self.config).settings.strict:
+        if not verdict.passed and run_of(self.config).settings.strict:
             pytest.fail(miss_text(record), pytrace=False)
 
     def reportinfo(self) -> tuple[Any, int, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -10,6 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from pytest_llmeval.support.problems import ConfigError, Problem
+from pytest_llmeval.support.text import did_you_mean
 
 SchemaStyle = Literal["json_schema", "json_object"]
 
@@ -57,10 +59,6 @@ PRICES: dict[str, tuple[float, float]] = {
 OPENAI_PREFIXES = ("gpt-", "ft:", "o1", "o3", "o4", "chatgpt-")
 # A dated snapshot of a listed model ("gpt-4-0613", "gpt-4o-2024-08-06") costs the same.
 SNAPSHOT_SUFFIX = re.compile(r"^-\d")
-
-
-class ConfigError(Exception):
-    """A model configuration problem, worded for the person who has to fix it."""
 
 
 @dataclass(frozen=True)
@@ -118,77 +116,109 @@ def is_openai_name(name: str) -> bool:
 
 
 def load_model_table(pyproject: Path | None) -> dict[str, ModelSpec]:
-    """Read ``[tool.llmeval.models.*]`` from a pyproject.toml (missing file: no entries)."""
+    """Read ``[tool.llmeval.models.*]`` from a pyproject.toml (missing file: no entries);
+    a ConfigError names every problem of every entry."""
     if pyproject is None or not pyproject.is_file():
         return {}
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{pyproject}: {exc}") from None
+        raise ConfigError(Problem(str(exc), str(pyproject))) from None
     entries = data.get("tool", {}).get("llmeval", {}).get("models", {})
     if not isinstance(entries, dict):
-        raise ConfigError(f"{pyproject}: [tool.llmeval.models] must be a table of models")
-    return {name: _spec_from_entry(pyproject, name, entry) for name, entry in entries.items()}
+        wrong = "[tool.llmeval.models] must be a table of models"
+        raise ConfigError(Problem(wrong, str(pyproject)))
+    problems: list[Problem] = []
+    table = {}
+    for name, entry in entries.items():
+        found = _entry_problems(name, entry)
+        problems += [Problem(text, str(pyproject)) for text in found]
+        if not found:
+            table[name] = _spec_from_entry(name, entry)
+    if problems:
+        raise ConfigError(*problems)
+    return table
 
 
-def _spec_from_entry(source: Path, name: str, entry: Any) -> ModelSpec:
-    where = f"{source}: [tool.llmeval.models.{name}]"
+def _entry_problems(name: str, entry: Any) -> list[str]:
+    """What is wrong with one model's table, each problem worded for the person fixing it."""
+    where = f"[tool.llmeval.models.{name}]"
     if not isinstance(entry, dict):
-        raise ConfigError(f"{where} must be a table")
-    for key in entry:
-        if key not in MODEL_KEYS:
-            close = difflib.get_close_matches(key, sorted(MODEL_KEYS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(
-                f"{where}: unknown key {key!r}{hint}; allowed: {', '.join(sorted(MODEL_KEYS))}"
-            )
+        return [f"{where} must be a table"]
+    allowed = ", ".join(sorted(MODEL_KEYS))
+    problems = [
+        f"{where}: unknown key {key!r}{did_you_mean(key, MODEL_KEYS)}; allowed: {allowed}"
+        for key in entry
+        if key not in MODEL_KEYS
+    ]
     model = entry.get("model", name)
     base_url = entry.get("base_url")
-    params = entry.get("params", {})
-    style = entry.get("schema_style", "json_schema")
     timeout = entry.get("timeout")
-    if not isinstance(model, str) or not model:
-        raise ConfigError(f"{where}: `model` must be a non-empty string")
-    if base_url is not None and not isinstance(base_url, str):
-        raise ConfigError(f"{where}: `base_url` must be a string")
-    if not isinstance(params, dict):
-        raise ConfigError(f"{where}: `params` must be a table, e.g. {{temperature = 0}}")
-    if style not in ("json_schema", "json_object"):
-        raise ConfigError(f'{where}: `schema_style` must be "json_schema" or "json_object"')
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-        raise ConfigError(f"{where}: `timeout` must be a positive number of seconds")
     concurrency = entry.get("concurrency")
-    if concurrency is not None and (
-        not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
-    ):
-        raise ConfigError(f"{where}: `concurrency` must be a whole number >= 1")
-    if "api_key_env" in entry:
-        key_env = entry["api_key_env"]
-        if not isinstance(key_env, str) or not key_env:
-            raise ConfigError(f"{where}: `api_key_env` must name an environment variable")
-    else:
-        # A custom endpoint (a local server) may take no key; OpenAI's always does.
-        key_env = None if base_url else DEFAULT_KEY_ENV
+    key_env = entry.get("api_key_env", "unset")
+    checks = [
+        (not isinstance(model, str) or not model, "`model` must be a non-empty string"),
+        (base_url is not None and not isinstance(base_url, str), "`base_url` must be a string"),
+        (
+            not isinstance(entry.get("params", {}), dict),
+            "`params` must be a table, e.g. {temperature = 0}",
+        ),
+        (
+            entry.get("schema_style", "json_schema") not in ("json_schema", "json_object"),
+            '`schema_style` must be "json_schema" or "json_object"',
+        ),
+        (
+            timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0),
+            "`timeout` must be a positive number of seconds",
+        ),
+        (
+            concurrency is not None
+            and (
+                isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+            ),
+            "`concurrency` must be a whole number >= 1",
+        ),
+        (
+            not isinstance(key_env, str) or not key_env,
+            "`api_key_env` must name an environment variable",
+        ),
+    ]
+    problems += [f"{where}: {text}" for failed, text in checks if failed]
+    if "price" in entry:
+        problems += [f"{where}: {text}" for text in _price_problems(entry["price"])]
+    return problems
+
+
+def _spec_from_entry(name: str, entry: dict[str, Any]) -> ModelSpec:
+    """A model's table that has no problems, as a ModelSpec."""
+    model = entry.get("model", name)
+    base_url = entry.get("base_url")
+    timeout = entry.get("timeout")
+    # A custom endpoint (a local server) may take no key; OpenAI's always does.
+    key_env = entry.get("api_key_env", None if base_url else DEFAULT_KEY_ENV)
+    price = entry.get("price")
     return ModelSpec(
         name=name,
         model=model,
         base_url=base_url,
         api_key_env=key_env,
-        params=params,
-        price=_price(where, entry["price"]) if "price" in entry else price_for(model),
-        schema_style=style,
+        params=entry.get("params", {}),
+        price=price_for(model)
+        if price is None
+        else Price(float(price["input_per_1k"]), float(price["output_per_1k"])),
+        schema_style=entry.get("schema_style", "json_schema"),
         timeout=float(timeout) if timeout is not None else None,
-        concurrency=concurrency,
+        concurrency=entry.get("concurrency"),
     )
 
 
-def _price(where: str, value: Any) -> Price:
+def _price_problems(value: Any) -> list[str]:
     if not isinstance(value, dict) or set(value) != PRICE_KEYS:
-        raise ConfigError(f"{where}: `price` must be {{input_per_1k = ..., output_per_1k = ...}}")
+        return ["`price` must be {input_per_1k = ..., output_per_1k = ...}"]
     numbers = [value["input_per_1k"], value["output_per_1k"]]
     if not all(isinstance(n, int | float) and not isinstance(n, bool) and n >= 0 for n in numbers):
-        raise ConfigError(f"{where}: prices must be numbers >= 0 (dollars per 1K tokens)")
-    return Price(float(numbers[0]), float(numbers[1]))
+        return ["prices must be numbers >= 0 (dollars per 1K tokens)"]
+    return []
 
 
 def resolve_models(names: list[str], table: Mapping[str, ModelSpec]) -> list[ModelSpec]:

@@ -11,13 +11,11 @@ from typing import Any
 
 import pytest
 
-from pytest_llmeval import baseline, langsmith_upload, options
-from pytest_llmeval.cases import is_suite_file
-from pytest_llmeval.evaluation import Evaluation
+from pytest_llmeval import options
 from pytest_llmeval.items import CaseItem, SuiteFile
+from pytest_llmeval.langsmith import upload as langsmith_upload
+from pytest_llmeval.langsmith.publishing import Published, Publisher
 from pytest_llmeval.locations import relpath
-from pytest_llmeval.models import ConfigError
-from pytest_llmeval.publishing import Published, Publisher
 from pytest_llmeval.python_api import LLM
 from pytest_llmeval.report import html, junit, markdown
 from pytest_llmeval.report.progress import ProgressLine
@@ -27,9 +25,12 @@ from pytest_llmeval.report.terminal import (
     write_published,
     write_summary,
 )
-from pytest_llmeval.results import Record
-from pytest_llmeval.saved_run import ResultsFileError
-from pytest_llmeval.state import EVALUATION, PROGRESS, RECORD, SHARE_DIR, evaluation
+from pytest_llmeval.results import baseline
+from pytest_llmeval.results.records import Record
+from pytest_llmeval.results.saved_run import ResultsFileError
+from pytest_llmeval.run import RECORD, RUN, SHARE_DIR, Run, run_of
+from pytest_llmeval.suite.model import is_suite_file
+from pytest_llmeval.support.problems import ConfigError
 
 # Named after the plugin, not `llm`: projects often have an `llm` fixture of their own.
 FIXTURE = "llmeval"
@@ -42,16 +43,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     settings = options.Settings.from_config(config)
     try:
-        config.stash[EVALUATION] = Evaluation.from_config(config, settings)
+        config.stash[RUN] = Run.from_config(config, settings)
     except ConfigError as exc:
         raise pytest.UsageError(f"llmeval: {exc}") from None
     if not hasattr(config, "workerinput"):
         _load_baseline(config, settings)
     reference = settings.reference_model
-    if reference is not None and reference not in config.stash[EVALUATION].models:
+    if reference is not None and reference not in run_of(config).models:
         raise pytest.UsageError(
             f"llmeval: --llm-reference-model {reference} is not one of the models run "
-            f"({', '.join(config.stash[EVALUATION].models) or 'none'})"
+            f"({', '.join(run_of(config).models) or 'none'})"
         )
     publisher = None
     # The xdist controller sees every result: it alone saves them, reports them and sends
@@ -64,7 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 "llmeval: --llm-langsmith needs LANGSMITH_API_KEY (and LANGSMITH_ENDPOINT for "
                 "a self-hosted LangSmith)"
             )
-        models = config.stash[EVALUATION].models.values()
+        models = run_of(config).models.values()
         publisher = Publisher(config.rootpath, config.invocation_params.dir, settings, models,
                               upload=upload, save=save)  # fmt: skip
     config.pluginmanager.register(ResultsCollector(config, publisher), "llmeval-results")
@@ -80,7 +81,7 @@ def _load_baseline(config: pytest.Config, settings: options.Settings) -> None:
         path, saved = baseline.load(settings.baseline, config.rootpath / settings.results_dir)
     except ResultsFileError as exc:
         raise pytest.UsageError(f"llmeval: --llm-baseline: {exc}") from None
-    config.stash[EVALUATION].baseline = (path, saved.records)
+    run_of(config).baseline = (path, saved.records)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -91,7 +92,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if FIXTURE in metafunc.fixturenames:
-        names = list(evaluation(metafunc.config).models)
+        names = list(run_of(metafunc.config).models)
         metafunc.parametrize(FIXTURE, names or [None], indirect=True, ids=names or ["no-model"])
 
 
@@ -102,7 +103,7 @@ def llmeval_fixture(request: pytest.FixtureRequest) -> LLM:
         pytest.fail(
             "llmeval fixture: no models; pass --llm-models or set llmeval_models", pytrace=False
         )
-    return LLM(request.node, evaluation(request.config).models[request.param])
+    return LLM(request.node, run_of(request.config).models[request.param])
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist starts its workers
@@ -113,24 +114,24 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         session.config.pluginmanager.has_plugin("dsession")
         and not session.config.option.collectonly
     ):
-        ev = evaluation(session.config)
-        if ev.settings.dry_run:
+        run = run_of(session.config)
+        if run.settings.dry_run:
             raise pytest.UsageError("llmeval: --llm-dry-run runs in one process; drop -n")
-        used = set(ev.models)
-        if ev.settings.judge_model is not None:
+        used = set(run.models)
+        if run.settings.judge_model is not None:
             try:
-                used.add(ev.judge_model(None).name)
+                used.add(run.judge_model(None).name)
             except ConfigError as exc:
                 raise pytest.UsageError(f"llmeval: --llm-judge-model: {exc}") from None
-        ev.check_prices(used)
-        ev.check_keys(used)
+        run.check_prices(used)
+        run.check_keys(used)
 
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if hasattr(config, "workerinput") or config.option.collectonly:
         return  # the xdist controller checked every model already; listing needs no key
-    ev = evaluation(config)
+    run = run_of(config)
     used: set[str] = set()
     for item in items:
         if isinstance(item, CaseItem):
@@ -141,9 +142,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             name = item.callspec.params.get(FIXTURE)
             if isinstance(name, str):
                 used.add(name)
-    ev.check_prices(used)
-    if not ev.settings.dry_run:  # a dry run calls nothing, so needs no key
-        ev.check_keys(used)
+    run.check_prices(used)
+    if not run.settings.dry_run:  # a dry run calls nothing, so needs no key
+        run.check_keys(used)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -155,15 +156,15 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         return None
     if session.testsfailed and not config.option.continue_on_collection_errors:
         return None  # pytest stops the run for the collection errors: send nothing
-    ev = evaluation(config)
+    run = run_of(config)
     cases = [item for item in session.items if isinstance(item, CaseItem)]
-    if ev.settings.dry_run:
-        ev.plan = ev.engine.plan(item.request for item in cases)
-        ev.plan_judged = any(item.suite.scoring.uses_judge for item in cases)
+    if run.settings.dry_run:
+        run.plan = run.engine.plan(item.request for item in cases)
+        run.plan_judged = any(item.suite.scoring.uses_judge for item in cases)
         return True
     for item in cases:
         item.start()
-    config.stash[PROGRESS] = ProgressLine(config, ev.engine.status)
+    run.progress = ProgressLine(config, run.engine.status)
     return None
 
 
@@ -221,67 +222,70 @@ class ResultsCollector:
         data = getattr(report, "llmeval", None)
         if data is not None:
             record = Record.from_dict(data)
-            evaluation(self.config).records.append(record)
+            run_of(self.config).records.append(record)
             if self.publisher is not None:
                 self.publisher.add(record)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        ev = evaluation(self.config)
-        ev.close(interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED)
+        run = run_of(self.config)
+        run.close(interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED)
         if SHARE_DIR in self.config.stash:
             shutil.rmtree(self.config.stash[SHARE_DIR], ignore_errors=True)
         if self.is_worker:
             return
-        if ev.decide() and session.exitstatus == pytest.ExitCode.OK:
+        if run.decide() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        if self.publisher is not None and ev.records:
-            saved = self.publisher.snapshot(ev.records, ev.judges.values(), int(session.exitstatus))
-            if ev.settings.html:
-                page = html.render(saved, ev.failures, ev.changes())
-                where = self.config.invocation_params.dir / ev.settings.html
+        if self.publisher is not None and run.records:
+            saved = self.publisher.snapshot(
+                run.records, run.judges.values(), int(session.exitstatus)
+            )
+            if run.settings.html:
+                page = html.render(saved, run.failures, run.changes())
+                where = self.config.invocation_params.dir / run.settings.html
                 self.html_problem = html.write(where, page)
             self.published = self.publisher.finish(saved)
-        if ev.records and (ev.settings.markdown or os.environ.get("GITHUB_STEP_SUMMARY")):
-            text = markdown.render(ev.summaries(), ev.failures, confidence=ev.settings.confidence,
-                                   changes=ev.changes())  # fmt: skip
-            target = ev.settings.markdown
+        if run.records and (run.settings.markdown or os.environ.get("GITHUB_STEP_SUMMARY")):
+            text = markdown.render(run.summaries(), run.failures,
+                                   confidence=run.settings.confidence,
+                                   changes=run.changes())  # fmt: skip
+            target = run.settings.markdown
             path = None if target is None else self.config.invocation_params.dir / target
             self.markdown_problems = markdown.publish(text, path)
 
     def pytest_unconfigure(self) -> None:
         # --junitxml's file is written at the session's end; the gate is decided then too.
         xmlpath = getattr(self.config.option, "xmlpath", None)
-        ev = evaluation(self.config)
-        if not self.is_worker and xmlpath and ev.failures and Path(xmlpath).is_file():
-            junit.mark_gated_misses(Path(xmlpath), ev.records, ev.failures)
+        run = run_of(self.config)
+        if not self.is_worker and xmlpath and run.failures and Path(xmlpath).is_file():
+            junit.mark_gated_misses(Path(xmlpath), run.records, run.failures)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        ev = evaluation(self.config)
+        run = run_of(self.config)
         if self.is_worker:
             return
-        if ev.plan is not None:
-            write_plan(terminalreporter, ev.plan, ev.settings.max_cost, ev.settings.record)
-            if ev.plan_judged:
+        if run.plan is not None:
+            write_plan(terminalreporter, run.plan, run.settings.max_cost, run.settings.record)
+            if run.plan_judged:
                 terminalreporter.write_line(
                     "judged suites: the judge's calls are not in the estimate (up to two per "
                     "answer that needs judging, known only once the answers are in)"
                 )
-        if ev.records:
-            shown = None if self.config.get_verbosity() > 0 else ev.settings.misses_shown
+        if run.records:
+            shown = None if self.config.get_verbosity() > 0 else run.settings.misses_shown
             against = None
-            if ev.baseline is not None:
-                against = (relpath(self.config, ev.baseline[0]), ev.changes())
-            write_summary(terminalreporter, ev.summaries(), ev.failures, misses_shown=shown,
-                          reference=ev.settings.reference_model, baseline=against,
-                          confidence=ev.settings.confidence,
+            if run.baseline is not None:
+                against = (relpath(self.config, run.baseline[0]), run.changes())
+            write_summary(terminalreporter, run.summaries(), run.failures, misses_shown=shown,
+                          reference=run.settings.reference_model, baseline=against,
+                          confidence=run.settings.confidence,
                           verbosity=self.config.get_verbosity(),
                           width=self.config.get_terminal_writer().fullwidth)  # fmt: skip
-            write_engine_notes(terminalreporter, ev.records, ev.rate_limits(), ev.cache.label)
+            write_engine_notes(terminalreporter, run.records, run.rate_limits(), run.cache.label)
         if self.html_problem is not None:
             terminalreporter.write_line(f"llmeval: WARNING: HTML report not written: "
                                         f"{self.html_problem}", yellow=True, bold=True)  # fmt: skip
-        elif ev.settings.html and ev.records:
-            terminalreporter.write_line(f"llmeval report: {ev.settings.html}")
+        elif run.settings.html and run.records:
+            terminalreporter.write_line(f"llmeval report: {run.settings.html}")
         for problem in self.markdown_problems:
             warning = f"llmeval: WARNING: Markdown summary not written: {problem}"
             terminalreporter.write_line(warning, yellow=True, bold=True)

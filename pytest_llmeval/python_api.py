@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from pytest_llmeval.cases import Message, ResponseFormat, Scoring
-from pytest_llmeval.client import CallError, Completion, LLMRequest
+from pytest_llmeval.engine.client import CallError, Completion, LLMRequest
 from pytest_llmeval.locations import relpath, shown_id
 from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.terminal import miss_text
-from pytest_llmeval.results import Record
-from pytest_llmeval.scoring import Verdict, structural
-from pytest_llmeval.state import RECORD, evaluation
-from pytest_llmeval.waiting import wait
+from pytest_llmeval.results.records import Record
+from pytest_llmeval.run import RECORD, run_of
+from pytest_llmeval.scoring import structural
+from pytest_llmeval.scoring.verdict import Verdict
+from pytest_llmeval.suite.model import Message, ResponseFormat
+from pytest_llmeval.suite.rules import Scoring
 
 if TYPE_CHECKING:
     import openai
@@ -49,7 +50,7 @@ class LLM:
     @property
     def client(self) -> openai.OpenAI:
         """The configured SDK client, for code under test that takes one."""
-        return evaluation(self._item.config).sync_client(self.spec)
+        return run_of(self._item.config).sync_client(self.spec)
 
     def complete(
         self,
@@ -77,13 +78,13 @@ class LLM:
     ) -> list[str]:
         """Ask several prompts at once (concurrently, within the run's limits); the answers
         in the same order."""
-        ev = evaluation(self._item.config)
+        run = run_of(self._item.config)
         shape = ResponseFormat(json_mode or schema is not None, schema)
         item = self._item
         _, line, _ = item.location
         where = f"{relpath(item.config, item.path)}:{(line or 0) + 1}: {shown_id(item)}"
         pendings = [
-            ev.engine.start(
+            run.engine.start(
                 LLMRequest(
                     model=self.spec,
                     messages=_messages(prompt),
@@ -102,7 +103,7 @@ class LLM:
         answers = []
         for pending in pendings:
             try:
-                done = wait(item.config, pending)
+                done = run_of(item.config).answer(pending)
             except CallError as exc:
                 item.stash[RECORD] = self._record(outcome="error", reason=str(exc))
                 pytest.fail(f"{pending.request.where}: no answer: {exc}", pytrace=False)
@@ -155,7 +156,7 @@ class LLM:
             rate_limited=sum(c.rate_limited for c in done),
         )
         self._item.stash[RECORD] = record
-        if not verdict.passed and evaluation(self._item.config).settings.strict:
+        if not verdict.passed and run_of(self._item.config).settings.strict:
             pytest.fail(miss_text(record), pytrace=False)
         return verdict
 
@@ -171,7 +172,7 @@ class LLM:
             nodeid=shown_id(item),
             file=relpath(item.config, item.path),
             line=(line or 0) + 1,
-            threshold=evaluation(item.config).settings.threshold,
+            threshold=run_of(item.config).settings.threshold,
             **fields,
         )
 

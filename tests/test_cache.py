@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmeval.cache import ResponseCache
-from pytest_llmeval.cases import Message, ResponseFormat
-from pytest_llmeval.client import CallError, Completion, LLMRequest
+from pytest_llmeval.engine.cache import ResponseCache
+from pytest_llmeval.engine.client import CallError, Completion, LLMRequest
+from pytest_llmeval.engine.share import RunShare
 from pytest_llmeval.models import ModelSpec, Price
-from pytest_llmeval.share import RunShare
+from pytest_llmeval.suite.model import Message, ResponseFormat
 
 MODEL = ModelSpec(
     name="local",
@@ -109,7 +109,7 @@ def test_names_that_are_not_file_names_stay_distinct(tmp_path: Path) -> None:
 WRITER = textwrap.dedent("""
     import sys
     from tests.test_cache import ANSWER, REQUEST
-    from pytest_llmeval.cache import ResponseCache
+    from pytest_llmeval.engine.cache import ResponseCache
     import dataclasses
 
     cache = ResponseCache(__import__("pathlib").Path(sys.argv[1]), "cache")

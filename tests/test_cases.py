@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmeval.cases import CaseFileError, Message, fill_template, load_suite
+from pytest_llmeval.suite.load import CaseFileError, load_suite
+from pytest_llmeval.suite.model import Message, fill_template
 
 VALID = """\
 suite: reviews
@@ -36,7 +37,7 @@ def load(tmp_path: Path, text: str) -> list[str]:
     try:
         load_suite(path, display="s.llmeval.yaml")
     except CaseFileError as exc:
-        return exc.problems
+        return exc.lines
     return []
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmeval.comparison import Paired, mcnemar_exact, pair
 from pytest_llmeval.report.terminal import write_summary
-from pytest_llmeval.results import Record, summarize, wilson
+from pytest_llmeval.results.comparison import Paired, pair
+from pytest_llmeval.results.records import Record, summarize
+from pytest_llmeval.results.stats import mcnemar_exact, wilson
 from tests.conftest import oracle, suite_yaml, write_config
 from tests.openai_server import OpenAIServer, Request
 

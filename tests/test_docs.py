@@ -7,7 +7,7 @@ from dataclasses import fields
 import pytest
 
 from pytest_llmeval.options import OPTIONS, Option
-from pytest_llmeval.results import Record
+from pytest_llmeval.results.records import Record
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmeval.results import summarize
-from pytest_llmeval.saved_run import SavedRun
+from pytest_llmeval.results.records import summarize
+from pytest_llmeval.results.saved_run import SavedRun
 from tests.conftest import kettle_wrong, llmeval, oracle, run_example, suite_yaml, write_config
 from tests.openai_server import OpenAIServer, Reply, Request
 

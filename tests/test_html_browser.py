@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmeval.saved_run import SavedRun
+from pytest_llmeval.results.saved_run import SavedRun
 from tests.headless_chromium import Chromium, Page, chromium_path
 from tests.test_html import report_example
 

@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from pytest_llmeval.scoring.fields import FieldRule, normalize, score_field
+from pytest_llmeval.scoring.fields import normalize, score_field
 from pytest_llmeval.scoring.judge import DEFAULT_PROMPT, NUDGE, parse_grade
+from pytest_llmeval.suite.rules import FieldRule
 from tests.conftest import REVIEWS, oracle, write_config
 from tests.openai_server import OpenAIServer, Reply, Request
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from pytest_llmeval import langsmith_payloads as payloads
+from pytest_llmeval.langsmith import payloads
 from pytest_llmeval.models import ModelSpec
-from pytest_llmeval.results import Record
-from pytest_llmeval.saved_run import ResultsFileError, SavedRun, describe_models
+from pytest_llmeval.results.records import Record
+from pytest_llmeval.results.saved_run import ResultsFileError, SavedRun, describe_models
 from tests.conftest import REVIEWS, llmeval, oracle, suite_yaml, write_config
 from tests.langsmith_service import LangSmithServer, closed_port_url
 from tests.openai_server import OpenAIServer, Reply, Request

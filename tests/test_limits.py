@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from pytest_llmeval.budget import Budget, estimate_tokens
-from pytest_llmeval.cases import Message, ResponseFormat
-from pytest_llmeval.client import LLMRequest
-from pytest_llmeval.limits import AdaptiveLimit, parse_duration
+from pytest_llmeval.engine.budget import Budget, estimate_tokens
+from pytest_llmeval.engine.client import LLMRequest
+from pytest_llmeval.engine.limits import AdaptiveLimit, parse_duration
 from pytest_llmeval.models import ModelSpec
+from pytest_llmeval.suite.model import Message, ResponseFormat
 
 OK: dict[str, str] = {}
 

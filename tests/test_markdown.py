@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmeval.results import summarize
-from pytest_llmeval.saved_run import SavedRun
+from pytest_llmeval.results.records import summarize
+from pytest_llmeval.results.saved_run import SavedRun
 from tests.conftest import kettle_wrong, oracle, suite_yaml, write_config
 from tests.openai_server import OpenAIServer
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmeval.gate import evaluate
-from pytest_llmeval.results import Record, summarize
+from pytest_llmeval.results.gate import evaluate
+from pytest_llmeval.results.records import Record, summarize
 from tests.conftest import llmeval, oracle, suite_yaml, write_config
 from tests.openai_server import OpenAIServer, Request
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmeval.saved_run import SavedRun
+from pytest_llmeval.results.saved_run import SavedRun
 from tests.conftest import kettle_wrong, llmeval, oracle, suite_yaml, write_config
 from tests.openai_server import OpenAIServer
 

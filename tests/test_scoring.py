@@ -7,16 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmeval.cases import Scoring
-from pytest_llmeval.models import (
-    ConfigError,
-    Price,
-    load_model_table,
-    price_for,
-    resolve_models,
-)
-from pytest_llmeval.results import Record, percentile, summarize, wilson
+from pytest_llmeval.models import Price, load_model_table, price_for, resolve_models
+from pytest_llmeval.results.records import Record, summarize
+from pytest_llmeval.results.stats import percentile, wilson
 from pytest_llmeval.scoring.structural import score
+from pytest_llmeval.suite.rules import Scoring
+from pytest_llmeval.support.problems import ConfigError
 
 EXPECTED = {
     "product": "desk chair",

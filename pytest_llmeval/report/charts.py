@@ -7,7 +7,8 @@ import math
 from collections.abc import Callable, Sequence
 from html import escape
 
-from pytest_llmeval.results import Summary, pct, percentile, threshold_label
+from pytest_llmeval.results.records import Summary, pct, threshold_label
+from pytest_llmeval.results.stats import percentile
 
 # Okabe and Ito's palette: told apart with any common colour-vision deficiency.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999933", "#000")

@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pytest_llmeval.baseline import Change
-from pytest_llmeval.cache import write_atomically
-from pytest_llmeval.gate import Failure
 from pytest_llmeval.report import charts
 from pytest_llmeval.report.terminal import (
     BASELINE_HEADER,
@@ -31,8 +28,11 @@ from pytest_llmeval.report.terminal import (
     repeat_table,
     suite_table,
 )
-from pytest_llmeval.results import Record, Summary, pct, summarize, threshold_label
-from pytest_llmeval.saved_run import SavedRun
+from pytest_llmeval.results.baseline import Change
+from pytest_llmeval.results.gate import Failure
+from pytest_llmeval.results.records import Record, Summary, pct, summarize, threshold_label
+from pytest_llmeval.results.saved_run import SavedRun
+from pytest_llmeval.support.files import write_atomically
 
 OUTCOME_LABEL = {"pass": "PASS", "miss": "MISS", "error": "ERROR"}
 

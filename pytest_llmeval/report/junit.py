@@ -9,9 +9,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
-from pytest_llmeval.gate import Failure
 from pytest_llmeval.report.terminal import miss_text
-from pytest_llmeval.results import Record
+from pytest_llmeval.results.gate import Failure
+from pytest_llmeval.results.records import Record
 
 
 def properties(record: Record) -> list[tuple[str, object]]:

@@ -8,10 +8,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_llmeval.baseline import Change
-from pytest_llmeval.gate import Failure
 from pytest_llmeval.report.terminal import bare, gate_lines, gate_state, suite_table
-from pytest_llmeval.results import Summary, pct, threshold_label
+from pytest_llmeval.results.baseline import Change
+from pytest_llmeval.results.gate import Failure
+from pytest_llmeval.results.records import Summary, pct, threshold_label
 
 MISSES_SHOWN = 10
 

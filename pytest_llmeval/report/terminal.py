@@ -7,13 +7,14 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from pytest_llmeval.baseline import Change
-from pytest_llmeval.comparison import mcnemar_exact, pair
-from pytest_llmeval.engine import PlanRow
-from pytest_llmeval.gate import CONFIDENCE, Failure, RegressionFailure
-from pytest_llmeval.langsmith_upload import UploadReport
-from pytest_llmeval.limits import AdaptiveLimit
-from pytest_llmeval.results import Record, Summary, pct, threshold_label
+from pytest_llmeval.engine.engine import PlanRow
+from pytest_llmeval.engine.limits import AdaptiveLimit
+from pytest_llmeval.langsmith.upload import UploadReport
+from pytest_llmeval.results.baseline import Change
+from pytest_llmeval.results.comparison import pair
+from pytest_llmeval.results.gate import CONFIDENCE, Failure, RegressionFailure
+from pytest_llmeval.results.records import Record, Summary, pct, threshold_label
+from pytest_llmeval.results.stats import mcnemar_exact
 
 HEADER = (
     "model", "cases", "pass", "miss", "error", "accuracy", "95% CI",

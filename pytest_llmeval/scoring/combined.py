@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pytest_llmeval.cases import Scoring
-from pytest_llmeval.scoring import Verdict, structural
+from pytest_llmeval.scoring import structural
 from pytest_llmeval.scoring.fields import score_field
 from pytest_llmeval.scoring.judge import Grade
+from pytest_llmeval.scoring.verdict import Verdict
+from pytest_llmeval.suite.rules import Scoring
 
 
 @dataclass(frozen=True)

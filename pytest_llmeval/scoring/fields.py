@@ -10,16 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-# Judged fields are not scored here: the judge module grades them.
-METHODS = ("exact", "normalized", "numeric", "unordered", "fuzzy_list", "judge")
+from pytest_llmeval.suite.rules import FieldRule
+
 _PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
-
-
-@dataclass(frozen=True)
-class FieldRule:
-    method: str = "exact"
-    tolerance: float = 0.0  # numeric: the largest difference that still passes
-    threshold: float = 0.8  # fuzzy_list: the least similarity (0..1) of matched items
 
 
 @dataclass(frozen=True)

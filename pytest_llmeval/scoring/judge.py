@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from pytest_llmeval.suite.rules import JudgeConfig
 
 Grade = Literal["CORRECT", "INCORRECT"]
 
@@ -41,19 +42,6 @@ _PLACEHOLDER = re.compile(r"\{(input|reference|answer|criteria)\}")
 _OPENING = re.compile(r"\W*(INCORRECT|CORRECT)(?![A-Z]{2})")
 _ANY_WORD = re.compile(r"(?<![A-Za-z])(incorrect|correct)(?![A-Za-z])", re.IGNORECASE)
 _LAST_WORD = re.compile(r"(?:^|[.:!?]\s*)\W*(incorrect|correct)\W*$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class JudgeConfig:
-    model: str | None = None  # a model name, as in --llm-models; None: --llm-judge-model
-    criteria: str = ""  # added to the default prompt
-    prompt: str | None = None  # a whole template instead, with {input} {reference} {answer}
-    # Or chat turns, few-shot examples included (a base model grades by example, not by
-    # instruction): (role, content) pairs, the same placeholders in their contents.
-    messages: tuple[tuple[str, str], ...] = ()
-    # Judge only what the structural check does not already pass (an exact match needs no
-    # judge, and costs nothing).
-    only_when_different: bool = True
 
 
 # Asked when an answer gave no grade: the judge's own answer stays in the conversation.

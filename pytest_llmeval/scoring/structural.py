@@ -8,8 +8,8 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
-from pytest_llmeval.cases import Scoring
-from pytest_llmeval.scoring import Verdict
+from pytest_llmeval.scoring.verdict import Verdict
+from pytest_llmeval.suite.rules import Scoring
 
 # A JSON value wrapped in a Markdown code fence, as chat models often answer.
 FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)\s*```", re.DOTALL)

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmeval import langsmith_payloads as payloads
-from pytest_llmeval.client import without_credentials
-from pytest_llmeval.provenance import Provenance
-from pytest_llmeval.results import Record
+from pytest_llmeval.engine.client import without_credentials
+from pytest_llmeval.langsmith import payloads
+from pytest_llmeval.results.provenance import Provenance
+from pytest_llmeval.results.records import Record
 
 if TYPE_CHECKING:
     import langsmith

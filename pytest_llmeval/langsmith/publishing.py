@@ -12,12 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pytest_llmeval.langsmith_upload import Uploader, UploadReport
+from pytest_llmeval.langsmith.upload import Uploader, UploadReport
 from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.options import Settings
-from pytest_llmeval.provenance import Provenance
-from pytest_llmeval.results import Record
-from pytest_llmeval.saved_run import SavedRun, describe_models
+from pytest_llmeval.results.provenance import Provenance
+from pytest_llmeval.results.records import Record
+from pytest_llmeval.results.saved_run import SavedRun, describe_models
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from pytest_llmeval.cache import write_atomically
-from pytest_llmeval.client import endpoint_url
+from pytest_llmeval.engine.client import endpoint_url
 from pytest_llmeval.models import ModelSpec
-from pytest_llmeval.provenance import Provenance
-from pytest_llmeval.results import Record
+from pytest_llmeval.results.provenance import Provenance
+from pytest_llmeval.results.records import Record
+from pytest_llmeval.support.files import write_atomically
 
 FORMAT = "pytest-llmeval/results"
 VERSION = 1

@@ -1,32 +1,44 @@
-"""Per-process state of an evaluation run: models, the caller, the records seen, the gate."""
+"""Per-process state of one run: its settings and models, the engine, the records seen,
+what was decided; kept in ``config.stash`` under ``RUN``."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
-from pytest_llmeval.baseline import Change, compare
-from pytest_llmeval.budget import Budget
-from pytest_llmeval.cache import ResponseCache
-from pytest_llmeval.client import sync_client
-from pytest_llmeval.engine import Engine, PlanRow
-from pytest_llmeval.gate import Failure, evaluate, regressions
-from pytest_llmeval.limits import AdaptiveLimit
+from pytest_llmeval.engine.budget import Budget
+from pytest_llmeval.engine.cache import CacheWarning, ResponseCache
+from pytest_llmeval.engine.client import Completion, sync_client
+from pytest_llmeval.engine.engine import Engine, Pending, PlanRow
+from pytest_llmeval.engine.limits import AdaptiveLimit
+from pytest_llmeval.engine.share import RunShare
 from pytest_llmeval.locations import relpath
-from pytest_llmeval.models import ConfigError, ModelSpec, load_model_table, resolve_models
+from pytest_llmeval.models import ModelSpec, load_model_table, resolve_models
 from pytest_llmeval.options import Settings
-from pytest_llmeval.results import Record, Summary, summarize
-from pytest_llmeval.share import RunShare
+from pytest_llmeval.report.progress import ProgressLine
+from pytest_llmeval.results.baseline import Change, compare
+from pytest_llmeval.results.gate import Failure, evaluate, regressions
+from pytest_llmeval.results.records import Record, Summary, summarize
+from pytest_llmeval.support.problems import ConfigError
 
 if TYPE_CHECKING:
     import openai
 
+T = TypeVar("T")
+Tick = Callable[[], None]
 
-class Evaluation:
+
+def run_of(config: pytest.Config) -> Run:
+    return config.stash[RUN]
+
+
+class Run:
     def __init__(
         self,
         settings: Settings,
@@ -50,11 +62,12 @@ class Evaluation:
         self.plan_judged = False  # and whether a suite in it is judged
         self.table = table  # [tool.llmeval.models.*], for judge models too
         self.judges: dict[str, ModelSpec] = {}
+        self.progress: ProgressLine | None = None  # while items wait, on a terminal
         self._engine: Engine | None = None
         self._sync_clients: dict[str, openai.OpenAI] = {}
 
     @classmethod
-    def from_config(cls, config: pytest.Config, settings: Settings) -> Evaluation:
+    def from_config(cls, config: pytest.Config, settings: Settings) -> Run:
         root = config.rootpath / settings.cache_dir
         cache = ResponseCache(root, relpath(config, root))
         workerinput = getattr(config, "workerinput", {})
@@ -101,6 +114,31 @@ class Evaluation:
                 workers=self.workers,
             )
         return self._engine
+
+    def answer(self, pending: Pending) -> Completion:
+        """An item's answer; meanwhile the progress line (if any) shows the engine's state.
+        What went wrong with its recording is a warning on the item."""
+        where = pending.request.where
+        if pending.notice:
+            warnings.warn(CacheWarning(f"{where}: {pending.notice}"), stacklevel=1)
+        done = self._with_progress(lambda tick: self.engine.wait(pending, tick))
+        problem = self.engine.unrecorded.get(pending.request.key)
+        if problem:
+            warnings.warn(CacheWarning(f"{where}: {problem}"), stacklevel=1)
+        return done
+
+    def result(self, future: Future[T]) -> T:
+        """A job's result (the judge's verdict), with the progress line meanwhile."""
+        return self._with_progress(lambda tick: self.engine.result(future, tick))
+
+    def _with_progress(self, waiting: Callable[[Tick | None], T]) -> T:
+        """Run a wait that redraws the progress line (when there is one), erased after."""
+        if self.progress is None:
+            return waiting(None)
+        try:
+            return waiting(self.progress.tick)
+        finally:
+            self.progress.clear()
 
     def rate_limits(self) -> dict[str, AdaptiveLimit]:
         """This process's per-model limits (none on the xdist controller, which calls nothing)."""
@@ -171,3 +209,11 @@ def config_file(config: pytest.Config) -> Path:
     if config.inipath is not None and config.inipath.name == "pyproject.toml":
         return config.inipath
     return config.rootpath / "pyproject.toml"
+
+
+RUN = pytest.StashKey[Run]()
+# The result of one item, put there by the item (or the llmeval fixture) and moved onto
+# its test report, which is how it reaches the xdist controller.
+RECORD = pytest.StashKey[Record]()
+# On the xdist controller: the directory where workers share the run's requests.
+SHARE_DIR = pytest.StashKey[Path]()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from pytest_llmeval.results.stats import percentile, wilson
+
 RecordOutcome = Literal["pass", "miss", "error"]
-Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -221,23 +221,3 @@ def threshold_label(threshold: float | None) -> str:
     """A suite's gate as the reports head it: "threshold 90%" (:g keeps 99.5% from
     showing as 100%)."""
     return f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
-
-
-def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (95% by default)."""
-    if trials <= 0:
-        raise ValueError("trials must be positive")
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def percentile(values: Sequence[float], quantile: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default method)."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * quantile
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

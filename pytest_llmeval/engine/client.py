@@ -13,8 +13,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pytest_llmeval.cases import Message, ResponseFormat
 from pytest_llmeval.models import ModelSpec
+from pytest_llmeval.suite.model import Message, ResponseFormat
 
 if TYPE_CHECKING:  # the SDK takes 0.4 s to import: a run that only replays never loads it
     import openai

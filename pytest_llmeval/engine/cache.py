@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pytest_llmeval.client import Completion, LLMRequest, cost_of, endpoint_url, redact
+from pytest_llmeval.engine.client import Completion, LLMRequest, cost_of, endpoint_url, redact
+from pytest_llmeval.support.files import write_atomically
 
 FORMAT = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 Status = Literal["hit", "absent", "changed", "unreadable"]
+
+
+class CacheWarning(UserWarning):
+    """A recorded answer could not be used as it is (shown in pytest's warnings summary)."""
 
 
 @dataclass(frozen=True)
@@ -112,19 +115,6 @@ def _completion(entry: dict[str, Any], request: LLMRequest) -> Completion:
         cached=True,
         attempts=0,
     )
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A name no other writer uses (one file at a time per thread); mkstemp's exclusive
-    # create costs four times as much here, for uniqueness this already has.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _safe(name: str) -> str:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from pytest_llmeval.provenance import Provenance
-from pytest_llmeval.results import Record
+from pytest_llmeval.results.provenance import Provenance
+from pytest_llmeval.results.records import Record
 
 Models = dict[str, dict[str, Any]]  # as a results file describes them
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://pypi.org/project/pytest-llmeval/")

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_llmeval.results import Record, Summary, summarize
-from pytest_llmeval.saved_run import ResultsFileError, SavedRun
+from pytest_llmeval.results.records import Record, Summary, summarize
+from pytest_llmeval.results.saved_run import ResultsFileError, SavedRun
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_llmeval.client import LLMRequest
+from pytest_llmeval.engine.client import LLMRequest
 
 # OpenAI's rule of thumb for English: a token is about four characters.
 CHARS_PER_TOKEN = 4

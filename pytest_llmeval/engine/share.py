@@ -16,8 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pytest_llmeval.cache import write_atomically
-from pytest_llmeval.client import CallError, Completion
+from pytest_llmeval.engine.client import CallError, Completion
+from pytest_llmeval.support.files import write_atomically
 
 
 class RunShare:

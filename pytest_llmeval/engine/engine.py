@@ -19,12 +19,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pytest_llmeval import client
-from pytest_llmeval.budget import Budget, estimate_cost, estimate_tokens
-from pytest_llmeval.cache import ResponseCache
-from pytest_llmeval.client import CallError, Completion, LLMRequest, redact
-from pytest_llmeval.limits import AdaptiveLimit
-from pytest_llmeval.share import RunShare
+from pytest_llmeval.engine import client
+from pytest_llmeval.engine.budget import Budget, estimate_cost, estimate_tokens
+from pytest_llmeval.engine.cache import ResponseCache
+from pytest_llmeval.engine.client import CallError, Completion, LLMRequest, redact
+from pytest_llmeval.engine.limits import AdaptiveLimit
+from pytest_llmeval.engine.share import RunShare
 
 if TYPE_CHECKING:
     import openai

@@ -8,7 +8,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pytest_llmeval.results import Z95, Record, wilson
+from pytest_llmeval.results.records import Record
+from pytest_llmeval.results.stats import Z95, mcnemar_exact, wilson
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,6 @@ class Paired:
             max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2)
         )
         return max(-1.0, theta - delta), min(1.0, theta + epsilon)
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar test: the discordant pairs as a fair coin's tosses."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail: float = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def pair(reference: Iterable[Record], candidate: Iterable[Record]) -> Paired:

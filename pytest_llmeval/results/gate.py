@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pytest_llmeval.baseline import Change
-from pytest_llmeval.results import Summary, pct, wilson
+from pytest_llmeval.results.baseline import Change
+from pytest_llmeval.results.records import Summary, pct
+from pytest_llmeval.results.stats import wilson
 
 LISTED = 10
 # What is held against the threshold: the accuracy itself, or a bound of its 95% Wilson

@@ -7,13 +7,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from pytest_llmeval.cases import Case, Message, ResponseFormat, Suite
-from pytest_llmeval.client import CallError, Completion, LLMRequest
-from pytest_llmeval.engine import Engine
+from pytest_llmeval.engine.client import CallError, Completion, LLMRequest
+from pytest_llmeval.engine.engine import Engine
 from pytest_llmeval.models import ModelSpec
-from pytest_llmeval.scoring import Verdict
 from pytest_llmeval.scoring.combined import Judgement, ToJudge, settle, with_grades
-from pytest_llmeval.scoring.judge import NUDGE, JudgeConfig, parse_grade, turns
+from pytest_llmeval.scoring.judge import NUDGE, parse_grade, turns
+from pytest_llmeval.scoring.verdict import Verdict
+from pytest_llmeval.suite.model import Case, Message, ResponseFormat, Suite
+from pytest_llmeval.suite.rules import JudgeConfig
 
 ATTEMPTS = 2  # an unreadable grade is asked for once more, then it is an error
 

@@ -7,19 +7,24 @@ the line a person has to edit.
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pytest_llmeval.scoring.fields import METHODS, FieldRule
-from pytest_llmeval.scoring.judge import JudgeConfig
-
-SUITE_SUFFIXES = (".llmeval.yaml", ".llmeval.yml")
+from pytest_llmeval.suite.model import (
+    Case,
+    Message,
+    ResponseFormat,
+    Suite,
+    is_suite_file,
+    template_variables,
+)
+from pytest_llmeval.suite.rules import FIELD_METHODS, FieldRule, JudgeConfig, Scoring
+from pytest_llmeval.support.problems import ConfigError, Problem
+from pytest_llmeval.support.text import did_you_mean
 
 SUITE_KEYS = frozenset(
     {
@@ -54,97 +59,14 @@ FIELD_RULE_KEYS = frozenset({"method", "tolerance", "threshold"})
 JUDGE_KEYS = frozenset({"model", "criteria", "prompt", "messages", "only_when_different"})
 
 CASE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-# `{name}` is a variable; `{{name}}` is a literal `{name}`; any other brace (JSON in a
-# few-shot turn, say) is left alone, so prompts need no escaping.
-TEMPLATE_VAR = re.compile(r"\{\{([A-Za-z_]\w*)\}\}|\{([A-Za-z_]\w*)\}")
 
 
-class CaseFileError(Exception):
-    """One or more problems in a case file, each already located as ``file:line: ...``."""
+class CaseFileError(ConfigError):
+    """One or more problems in a case file, each located at its line."""
 
-    def __init__(self, path: Path, problems: list[str]) -> None:
+    def __init__(self, path: Path, *problems: Problem) -> None:
         self.path = path
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-@dataclass(frozen=True)
-class Message:
-    role: str
-    content: str
-
-
-@dataclass(frozen=True)
-class Scoring:
-    method: str = "structural"  # structural | judge (the whole answer) | fields
-    ignore_order: bool = False
-    ignore_string_case: bool = False
-    numeric_tolerance: float = 0.0
-    exclude_paths: tuple[str, ...] = ()
-    # method "fields": a rule per top-level field; fields without one compare structurally.
-    fields: tuple[tuple[str, FieldRule], ...] = ()
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-
-    @property
-    def uses_judge(self) -> bool:
-        return self.method == "judge" or any(r.method == "judge" for _, r in self.fields)
-
-
-@dataclass(frozen=True)
-class ResponseFormat:
-    """What shape the answer must take: free text, any JSON object, or a JSON schema."""
-
-    json_mode: bool = True
-    schema: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    line: int
-    expected: Any
-    inputs: dict[str, Any] = field(default_factory=dict)
-    messages: tuple[Message, ...] = ()
-    tags: tuple[str, ...] = ()
-    notes: str | None = None
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    path: Path
-    line: int
-    cases: tuple[Case, ...]
-    # The suite-level chat template: system/user prompt or explicit turns.
-    messages: tuple[Message, ...] = ()
-    description: str | None = None
-    response_format: ResponseFormat = ResponseFormat()
-    scoring: Scoring = Scoring()
-    threshold: float | None = None
-
-    def render(self, case: Case) -> tuple[Message, ...]:
-        """The chat messages sent for ``case``: its own, or the suite's template filled in."""
-        if case.messages:
-            return case.messages
-        return tuple(Message(m.role, fill_template(m.content, case.inputs)) for m in self.messages)
-
-
-def fill_template(template: str, inputs: dict[str, Any]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        if match.group(1) is not None:
-            return "{" + match.group(1) + "}"
-        value = inputs[match.group(2)]
-        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-    return TEMPLATE_VAR.sub(replace, template)
-
-
-def template_variables(template: str) -> set[str]:
-    return {m.group(2) for m in TEMPLATE_VAR.finditer(template) if m.group(2) is not None}
-
-
-def is_suite_file(path: Path) -> bool:
-    return path.name.endswith(SUITE_SUFFIXES)
+        super().__init__(*problems)
 
 
 def load_suite(
@@ -156,23 +78,24 @@ def load_suite(
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise CaseFileError(path, [f"{shown}: cannot read: {exc}"]) from None
+        raise CaseFileError(path, Problem(f"cannot read: {exc}", shown)) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         reason = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise CaseFileError(path, [f"{shown}:{line}: YAML syntax error: {reason}"]) from None
+        raise CaseFileError(path, Problem(f"YAML syntax error: {reason}", shown, line)) from None
     reader = _SuiteReader(path, shown, (*borrowing, path.resolve()))
     try:
         suite = reader.read(root)
     except yaml.YAMLError as exc:  # a tag or key the safe loader cannot build (`!mytag`)
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
-        raise CaseFileError(path, [f"{shown}:{line}: YAML error: {exc}".strip()]) from None
+        raise CaseFileError(path, Problem(f"YAML error: {exc}".strip(), shown, line)) from None
     if reader.problems or suite is None:
-        raise CaseFileError(path, sorted(reader.problems, key=_line_of))
+        # Stable: problems on one line keep the order they were found in.
+        raise CaseFileError(path, *sorted(reader.problems, key=lambda p: p.line or 0))
     return suite
 
 
@@ -205,12 +128,12 @@ class _SuiteReader:
         self.path = path
         self.shown = shown
         self.borrowing = borrowing
-        self.problems: list[str] = []
+        self.problems: list[Problem] = []
 
     def problem(self, node: yaml.Node | int, message: str, case: str | None = None) -> None:
         line = node if isinstance(node, int) else _line(node)
         where = f"case {case!r}: " if case else ""
-        self.problems.append(f"{self.shown}:{line}: {where}{message}")
+        self.problems.append(Problem(f"{where}{message}", self.shown, line))
 
     def mapping(
         self, node: yaml.Node, allowed: frozenset[str], what: str, case: str | None = None
@@ -293,7 +216,7 @@ class _SuiteReader:
         try:
             base = load_suite(self.path.parent / other, display=other, borrowing=self.borrowing)
         except CaseFileError as exc:
-            self.problem(node, f"`cases_from: {other}` is not a valid suite: {exc.problems[0]}")
+            self.problem(node, f"`cases_from: {other}` is not a valid suite: {exc.lines[0]}")
             return None
         if self.problems or name is None:
             return None
@@ -437,10 +360,11 @@ class _SuiteReader:
                     continue
                 values = {k: _construct(v) for k, v in keys.items()}
             method = values.get("method")
-            if method not in METHODS:
+            if method not in FIELD_METHODS:
                 self.problem(
                     value_node,
-                    f"field {name!r}: unknown scorer {method!r}; available: " + ", ".join(METHODS),
+                    f"field {name!r}: unknown scorer {method!r}; available: "
+                    + ", ".join(FIELD_METHODS),
                 )
                 continue
             number = {k: values[k] for k in ("tolerance", "threshold") if k in values}
@@ -620,12 +544,5 @@ def _id_node(item: yaml.Node) -> yaml.Node | None:
 
 
 def _unknown_key(key: str, allowed: frozenset[str], what: str) -> str:
-    close = difflib.get_close_matches(key, sorted(allowed), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(key, allowed)
     return f"unknown key {key!r} in {what}{hint}; allowed: {', '.join(sorted(allowed))}"
-
-
-def _line_of(problem: str) -> int:
-    """The line number in a located problem (``file:LINE: ...``), for ordering."""
-    match = re.search(r":(\d+): ", problem)
-    return int(match.group(1)) if match else 0

@@ -1,0 +1,1 @@
+"""What every layer may use: located config problems, text helpers, atomic writes."""
