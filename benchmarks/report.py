@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pytest_llmeval.report import html  # noqa: E402
-from pytest_llmeval.results.gate import evaluate  # noqa: E402
+from pytest_llmeval.results.gate import decide  # noqa: E402
 from pytest_llmeval.results.provenance import Provenance  # noqa: E402
-from pytest_llmeval.results.records import Record, summarize  # noqa: E402
+from pytest_llmeval.results.records import Record  # noqa: E402
 from pytest_llmeval.results.saved_run import SavedRun  # noqa: E402
 
 FIELDS = ("product", "star_rating", "specific_likes", "specific_dislikes")
@@ -126,10 +126,14 @@ def main() -> int:
     args = parser.parse_args()
     cases, repeats, runs = (200, 2, 3) if args.quick else (2000, 3, 7)
     saved = synthetic_run(cases)
-    failures = evaluate(summarize(saved.records, saved.settings["models"]))
-    page = html.render(saved, failures)
+
+    def draw_page() -> str:
+        # The decision is made from the records as the run makes it, so it is drawn too.
+        return html.render(saved, decide(saved.records, saved.settings["models"]))
+
+    page = draw_page()
     results = saved.to_json()
-    draw, draw_peak = timed(lambda: html.render(saved, failures), repeats)
+    draw, draw_peak = timed(draw_page, repeats)
     dump, dump_peak = timed(saved.to_json, repeats)
     with_page, without = example_walls(runs)
     wall_ratio = statistics.median(with_page) / statistics.median(without)

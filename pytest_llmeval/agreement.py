@@ -45,6 +45,8 @@ class LabelSet:
 
 @dataclass(frozen=True)
 class Graded:
+    """A human label beside the judge's grade of the same answer."""
+
     label: Label
     judge: Grade | None  # None: the judge gave no readable grade
     reasoning: str
@@ -98,12 +100,12 @@ def grade_all(engine: Engine, judge: ModelSpec, labels: LabelSet) -> list[Graded
     async def one(label: Label) -> Graded:
         todo = ToJudge("label", label.reference, label.answer)
         try:
-            grading = await grade(engine, judge, labels.judge, label.input, todo,
-                                  group=labels.path.stem, name=label.id,
-                                  where=f"{labels.path.name}: label {label.id!r}")  # fmt: skip
+            judgement = await grade(engine, judge, labels.judge, label.input, todo,
+                                    group=labels.path.stem, name=label.id,
+                                    where=f"{labels.path.name}: label {label.id!r}")  # fmt: skip
         except CallError as exc:
             return Graded(label, None, str(exc))
-        return Graded(label, grading.judgement.grade, grading.judgement.reasoning)
+        return Graded(label, judgement.grade, judgement.reasoning)
 
     async def every() -> list[Graded]:
         return list(await asyncio.gather(*(one(label) for label in labels.labels)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from pytest_llmeval.agreement import LabelFileError, agreement, grade_all, load_labels
@@ -21,14 +21,14 @@ from pytest_llmeval.engine.engine import Engine
 from pytest_llmeval.langsmith.payloads import DEFAULT_DATASET
 from pytest_llmeval.langsmith.upload import Uploader, api_key
 from pytest_llmeval.models import load_model_table, resolve_models
+from pytest_llmeval.options import add_argument
 from pytest_llmeval.report import html, markdown
-from pytest_llmeval.report.terminal import change_lines, gate_lines, upload_lines
-from pytest_llmeval.results.baseline import Change, compare
-from pytest_llmeval.results.gate import Failure, evaluate, regressions
-from pytest_llmeval.results.records import Summary, pct, summarize
+from pytest_llmeval.report.view import change_lines, gate_lines, pct
+from pytest_llmeval.results.gate import Decision, decide
 from pytest_llmeval.results.saved_run import ResultsFileError, SavedRun
 from pytest_llmeval.suite.load import CaseFileError, load_suite
 from pytest_llmeval.support.problems import ConfigError
+from pytest_llmeval.support.text import shorten
 
 SHOWN = 160
 
@@ -53,20 +53,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Path("pyproject.toml"),
         help="pyproject.toml with [tool.llmeval.models] (default: ./pyproject.toml)",
     )
-    agree.add_argument(
-        "--record",
-        choices=("none", "new", "all"),
-        default="new",
-        help="response cache mode, as --llm-record",
-    )
+    add_argument(agree, "record")
     agree.add_argument(
         "--cache-dir",
         type=Path,
         default=None,
         help="recorded answers (default: llmeval-cache beside the config file)",
     )
-    agree.add_argument("--concurrency", type=int, default=16)
-    agree.add_argument("--timeout", type=float, default=60.0)
+    add_argument(agree, "concurrency")
+    add_argument(agree, "timeout")
     agree.add_argument("--min-kappa", type=float, default=None,
                        help="exit 1 when Cohen's kappa is below this")  # fmt: skip
     agree.set_defaults(run=_agreement)
@@ -97,18 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _gate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="minimum accuracy (0..1) for every suite and model (default: "
-                        "the thresholds the run had)")  # fmt: skip
-    parser.add_argument("--confidence", choices=("point", "lenient", "strict"), default=None,
-                        help="as --llm-confidence (default: the run's)")  # fmt: skip
-    parser.add_argument("--repeat-gate", choices=("mean", "all"), default=None,
-                        help="as --llm-repeat-gate (default: the run's)")  # fmt: skip
+    """The gate's settings, as the run's options; by default the run's own."""
+    for name in ("threshold", "confidence", "repeat_gate"):
+        add_argument(parser, name, default=None, help=" (default: the run's)")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="a results file to compare with")  # fmt: skip
-    parser.add_argument("--max-regression", type=float, default=None,
-                        help="fail when accuracy is more than this many points below the "
-                        "baseline's")  # fmt: skip
+    add_argument(parser, "max_regression")
 
 
 def _upload(args: argparse.Namespace) -> int:
@@ -135,56 +124,51 @@ def _upload(args: argparse.Namespace) -> int:
         replace(saved, langsmith_sent=tuple(report.sent)).write(args.results)
     except OSError as exc:
         print(f"llmeval: {args.results}: cannot record what was sent: {exc}", file=sys.stderr)
-    for line, warning in upload_lines(report, None):
+    for line, warning in report.lines(None):
         print(line, file=sys.stderr if warning else sys.stdout)
     return 0 if report.complete else 1
 
 
-@dataclass(frozen=True)
-class _Decision:
-    saved: SavedRun  # with the thresholds the gate applied
-    summaries: list[Summary]
-    changes: list[Change]
-    failures: list[Failure]
-    confidence: str
-
-
-def _decide(args: argparse.Namespace) -> _Decision:
-    """The gate on a saved run, by the run's own rules unless the arguments change them.
-    Raises ResultsFileError, or ValueError for arguments that do not go together."""
+def _decide(args: argparse.Namespace) -> tuple[SavedRun, Decision]:
+    """The gate on a saved run, by the run's own rules unless the arguments change them
+    (the run with the thresholds applied, and the decision). Raises ResultsFileError, or
+    ValueError for arguments that do not go together."""
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise ValueError(f"--threshold must be between 0 and 1, not {args.threshold}")
     if args.max_regression is not None and args.baseline is None:
         raise ValueError("--max-regression needs --baseline")
     saved = SavedRun.load(args.results)
-    before = SavedRun.load(args.baseline).records if args.baseline is not None else ()
-    confidence = args.confidence or saved.settings.get("confidence", "point")
-    repeat_gate = args.repeat_gate or saved.settings.get("repeat_gate", "mean")
+    before = SavedRun.load(args.baseline).records if args.baseline is not None else None
     if args.threshold is not None:
         records = tuple(replace(r, threshold=args.threshold) for r in saved.records)
         saved = replace(saved, records=records)
-    summaries = summarize(saved.records, saved.settings.get("models", ()))
-    changes = compare(before, saved.records) if args.baseline is not None else []
-    failures: list[Failure] = [
-        *evaluate(summaries, confidence, repeat_gate),
-        *regressions(changes, args.max_regression),
-    ]
-    return _Decision(saved, summaries, changes, failures, confidence)
+    settings = saved.settings
+    decision = decide(
+        saved.records,
+        settings.get("models", ()),
+        confidence=args.confidence or settings.get("confidence", "point"),
+        repeat_gate=args.repeat_gate or settings.get("repeat_gate", "mean"),
+        baseline=before,
+        max_regression=args.max_regression,
+        reference=settings.get("reference_model"),
+    )
+    return saved, decision
 
 
 def _gate(args: argparse.Namespace) -> int:
     try:
-        decided = _decide(args)
+        _, decision = _decide(args)
     except (ResultsFileError, ValueError) as exc:
         print(f"llmeval: {exc}", file=sys.stderr)
         return 2
-    for summary in decided.summaries:
+    for summary in decision.summaries:
         print(f"{summary.suite} / {summary.model}: accuracy {pct(summary.accuracy)} "
               f"({summary.passes} of {summary.answered})")  # fmt: skip
-    lines = gate_lines(decided.summaries, decided.failures, decided.confidence)
-    for line in [*change_lines(decided.changes), *lines]:
+    for line in change_lines(decision.changes):
         print(line)
-    return 1 if decided.failures else 0
+    for gate_line in gate_lines(decision):
+        print(gate_line.line)
+    return 1 if decision.failures else 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -193,18 +177,15 @@ def _report(args: argparse.Namespace) -> int:
         print("llmeval: report: give --html PATH, --markdown PATH or both", file=sys.stderr)
         return 2
     try:
-        decided = _decide(args)
+        saved, decision = _decide(args)
     except (ResultsFileError, ValueError) as exc:
         print(f"llmeval: {exc}", file=sys.stderr)
         return 2
     problems = []
     if args.html is not None:
-        page = html.render(decided.saved, decided.failures, decided.changes)
-        problems.append(html.write(args.html, page))
+        problems.append(html.write(args.html, html.render(saved, decision)))
     if args.markdown is not None:
-        text = markdown.render(decided.summaries, decided.failures,
-                               confidence=decided.confidence, changes=decided.changes)  # fmt: skip
-        problems += markdown.publish(text, args.markdown)
+        problems += markdown.publish(markdown.render(decision), args.markdown)
     for problem in filter(None, problems):
         print(f"llmeval: cannot write {problem}", file=sys.stderr)
     if any(problems):
@@ -212,7 +193,7 @@ def _report(args: argparse.Namespace) -> int:
     for written in (args.html, args.markdown):
         if written is not None:
             print(f"llmeval report: {written}")
-    return 1 if decided.failures else 0
+    return 1 if decision.failures else 0
 
 
 def _agreement(args: argparse.Namespace) -> int:
@@ -264,8 +245,7 @@ def _agreement(args: argparse.Namespace) -> int:
     print(f"agreement {rate} of {found.graded} graded; Cohen's kappa {kappa}")
     for result in results:
         if result.judge != result.label.human:
-            said = " ".join(result.reasoning.split())
-            said = said if len(said) <= SHOWN else said[: SHOWN - 1] + "…"
+            said = shorten(result.reasoning, SHOWN)
             print(f"  {result.label.id}: human {result.label.human}, "
                   f"judge {result.judge or 'no grade'}: {said}")  # fmt: skip
     # Labels left ungraded would flatter the kappa of those graded: they count against.

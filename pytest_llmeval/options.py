@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -83,6 +84,9 @@ OPTIONS = (
 )  # fmt: skip
 
 
+OPTION = {option.name: option for option in OPTIONS}
+
+
 # The ini types take both a TOML string ("0.9") and a TOML number (0.9); "args" takes a
 # TOML array as well as a string.
 INI_TYPES: dict[Kind, Literal["args", "float", "int", "bool", "string"]] = {
@@ -107,6 +111,25 @@ def register(parser: pytest.Parser) -> None:
                 help=f"{option.help} (ini: {option.ini})",
             )
         parser.addini(option.ini, option.help, type=INI_TYPES[option.kind], default=None)
+
+
+_SAME = object()
+_TYPES: dict[Kind, type] = {"float": float, "int": int, "str": str}
+
+
+def add_argument(
+    parser: argparse.ArgumentParser, name: str, *, default: Any = _SAME, help: str = ""
+) -> None:
+    """The ``llmeval`` command's twin of option ``name``: ``--name``, with its type, choices
+    and help (``help`` is added to it), and its default unless told otherwise."""
+    option = OPTION[name]
+    parser.add_argument(
+        "--" + name.replace("_", "-"),
+        type=_TYPES[option.kind],
+        choices=option.choices or None,
+        default=option.default if default is _SAME else default,
+        help=f"{option.help}{help}",
+    )
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from pytest_llmeval.report import html, junit, markdown
 from pytest_llmeval.report.progress import ProgressLine
 from pytest_llmeval.report.terminal import (
     write_engine_notes,
+    write_lines,
     write_plan,
-    write_published,
     write_summary,
 )
 from pytest_llmeval.results import baseline
@@ -233,21 +233,20 @@ class ResultsCollector:
             shutil.rmtree(self.config.stash[SHARE_DIR], ignore_errors=True)
         if self.is_worker:
             return
-        if run.decide() and session.exitstatus == pytest.ExitCode.OK:
+        decision = run.decide()
+        if decision.failures and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.publisher is not None and run.records:
             saved = self.publisher.snapshot(
                 run.records, run.judges.values(), int(session.exitstatus)
             )
             if run.settings.html:
-                page = html.render(saved, run.failures, run.changes())
+                page = html.render(saved, decision)
                 where = self.config.invocation_params.dir / run.settings.html
                 self.html_problem = html.write(where, page)
             self.published = self.publisher.finish(saved)
         if run.records and (run.settings.markdown or os.environ.get("GITHUB_STEP_SUMMARY")):
-            text = markdown.render(run.summaries(), run.failures,
-                                   confidence=run.settings.confidence,
-                                   changes=run.changes())  # fmt: skip
+            text = markdown.render(decision)
             target = run.settings.markdown
             path = None if target is None else self.config.invocation_params.dir / target
             self.markdown_problems = markdown.publish(text, path)
@@ -255,9 +254,9 @@ class ResultsCollector:
     def pytest_unconfigure(self) -> None:
         # --junitxml's file is written at the session's end; the gate is decided then too.
         xmlpath = getattr(self.config.option, "xmlpath", None)
-        run = run_of(self.config)
-        if not self.is_worker and xmlpath and run.failures and Path(xmlpath).is_file():
-            junit.mark_gated_misses(Path(xmlpath), run.records, run.failures)
+        decision = run_of(self.config).decision
+        if decision is not None and decision.failures and xmlpath and Path(xmlpath).is_file():
+            junit.mark_gated_misses(Path(xmlpath), decision)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         run = run_of(self.config)
@@ -270,14 +269,10 @@ class ResultsCollector:
                     "judged suites: the judge's calls are not in the estimate (up to two per "
                     "answer that needs judging, known only once the answers are in)"
                 )
-        if run.records:
+        if run.records and run.decision is not None:
             shown = None if self.config.get_verbosity() > 0 else run.settings.misses_shown
-            against = None
-            if run.baseline is not None:
-                against = (relpath(self.config, run.baseline[0]), run.changes())
-            write_summary(terminalreporter, run.summaries(), run.failures, misses_shown=shown,
-                          reference=run.settings.reference_model, baseline=against,
-                          confidence=run.settings.confidence,
+            against = None if run.baseline is None else relpath(self.config, run.baseline[0])
+            write_summary(terminalreporter, run.decision, misses_shown=shown, baseline=against,
                           verbosity=self.config.get_verbosity(),
                           width=self.config.get_terminal_writer().fullwidth)  # fmt: skip
             write_engine_notes(terminalreporter, run.records, run.rate_limits(), run.cache.label)
@@ -290,6 +285,6 @@ class ResultsCollector:
             warning = f"llmeval: WARNING: Markdown summary not written: {problem}"
             terminalreporter.write_line(warning, yellow=True, bold=True)
         if self.published is not None:
-            published = self.published
-            saved = None if published.saved is None else relpath(self.config, published.saved)
-            write_published(terminalreporter, published.upload, saved, published.save_error)
+            saved = self.published.saved
+            where = None if saved is None else relpath(self.config, saved)
+            write_lines(terminalreporter, self.published.lines(where))

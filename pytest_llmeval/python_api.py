@@ -11,7 +11,7 @@ import pytest
 from pytest_llmeval.engine.client import CallError, Completion, LLMRequest
 from pytest_llmeval.locations import relpath, shown_id
 from pytest_llmeval.models import ModelSpec
-from pytest_llmeval.report.terminal import miss_text
+from pytest_llmeval.report.view import miss_text
 from pytest_llmeval.results.records import Record
 from pytest_llmeval.run import RECORD, run_of
 from pytest_llmeval.scoring import structural

@@ -22,9 +22,8 @@ from pytest_llmeval.locations import relpath
 from pytest_llmeval.models import ModelSpec, load_model_table, resolve_models
 from pytest_llmeval.options import Settings
 from pytest_llmeval.report.progress import ProgressLine
-from pytest_llmeval.results.baseline import Change, compare
-from pytest_llmeval.results.gate import Failure, evaluate, regressions
-from pytest_llmeval.results.records import Record, Summary, summarize
+from pytest_llmeval.results.gate import Decision, decide
+from pytest_llmeval.results.records import Record
 from pytest_llmeval.support.problems import ConfigError
 
 if TYPE_CHECKING:
@@ -56,7 +55,7 @@ class Run:
         self.workers = workers
         self.records: list[Record] = []
         self.suite_files: dict[str, str] = {}  # suite name → the file that defined it first
-        self.failures: list[Failure] = []
+        self.decision: Decision | None = None  # at the session's end, on the controller
         self.baseline: tuple[Path, tuple[Record, ...]] | None = None  # its file, its records
         self.plan: list[PlanRow] | None = None  # what a dry run found
         self.plan_judged = False  # and whether a suite in it is judged
@@ -190,18 +189,18 @@ class Run:
                 "price = {input_per_1k = ..., output_per_1k = ...} in [tool.llmeval.models.NAME]"
             )
 
-    def summaries(self) -> list[Summary]:
-        return summarize(self.records, self.settings.models)
-
-    def changes(self) -> list[Change]:
-        return compare(self.baseline[1], self.records) if self.baseline is not None else []
-
-    def decide(self) -> list[Failure]:
-        regressed = regressions(self.changes(), self.settings.max_regression)
+    def decide(self) -> Decision:
         settings = self.settings
-        gated = evaluate(self.summaries(), settings.confidence, settings.repeat_gate)
-        self.failures = [*gated, *regressed]
-        return self.failures
+        self.decision = decide(
+            self.records,
+            settings.models,
+            confidence=settings.confidence,
+            repeat_gate=settings.repeat_gate,
+            baseline=None if self.baseline is None else self.baseline[1],
+            max_regression=settings.max_regression,
+            reference=settings.reference_model,
+        )
+        return self.decision
 
 
 def config_file(config: pytest.Config) -> Path:

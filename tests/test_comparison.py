@@ -6,7 +6,8 @@ import pytest
 
 from pytest_llmeval.report.terminal import write_summary
 from pytest_llmeval.results.comparison import Paired, pair
-from pytest_llmeval.results.records import Record, summarize
+from pytest_llmeval.results.gate import decide
+from pytest_llmeval.results.records import Record
 from pytest_llmeval.results.stats import mcnemar_exact, wilson
 from tests.conftest import oracle, suite_yaml, write_config
 from tests.openai_server import OpenAIServer, Request
@@ -133,14 +134,14 @@ def test_six_cases_all_lost_are_worse_and_six_won_better() -> None:
     records = [*results("ref", "pppppp"), *results("worse", "mmmmmm"),
                *results("better", "pppppp"), *results("mixed", "ppmmpm")]  # fmt: skip
     lines = Lines()
-    write_summary(lines, summarize(records, ["ref", "worse", "better", "mixed"]), [],
-                  misses_shown=0, reference="ref")  # fmt: skip
+    write_summary(lines, decide(records, ["ref", "worse", "better", "mixed"], reference="ref"),
+                  misses_shown=0)  # fmt: skip
     assert "worse: WORSE than ref (p = 0.031 < 0.05)" in lines.lines  # 2 x (1/2)^6
     # The same as the reference on every case: nothing to test.
     assert any(line.startswith("better: no significant difference") for line in lines.lines)
     assert any(line.startswith("mixed: no significant difference from ref (p = 0.250)")
                for line in lines.lines)  # fmt: skip
     flipped = Lines()
-    write_summary(flipped, summarize(records, ["worse", "ref"]), [], misses_shown=0,
-                  reference="worse")  # fmt: skip
+    write_summary(flipped, decide(records, ["worse", "ref"], reference="worse"),
+                  misses_shown=0)  # fmt: skip
     assert "ref: BETTER than worse (p = 0.031 < 0.05)" in flipped.lines

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from pytest_llmeval.report.view import failure_text
 from pytest_llmeval.results.gate import evaluate
 from pytest_llmeval.results.records import Record, summarize
 from tests.conftest import llmeval, oracle, suite_yaml, write_config
@@ -36,7 +37,7 @@ def test_pass_all_and_flaky_cases_by_hand() -> None:
     # The gate on the mean passes (63.6% >= 50%); on pass^3 (33.3%) it fails.
     assert evaluate([summary], repeat_gate="mean") == []
     (failure,) = evaluate([summary], repeat_gate="all")
-    assert failure.describe() == (
+    assert failure_text(failure) == (
         "s / m: pass^3 33.3% is below the threshold 50.0% by 16.7 points; missed: b, c"
     )
 

@@ -26,6 +26,15 @@ class Published:
     saved: Path | None  # the results file
     save_error: str | None = None
 
+    def lines(self, saved: str | None) -> list[tuple[str, bool]]:
+        """Where the results file is (``saved``: its path as shown) and what reached
+        LangSmith: each line with whether it is a warning."""
+        if self.upload is not None:
+            return self.upload.lines(saved, self.save_error)
+        if self.save_error is not None:
+            return [(f"llmeval: WARNING: results file not written: {self.save_error}", True)]
+        return [(f"llmeval results: {saved}", False)]
+
 
 class Publisher:
     def __init__(

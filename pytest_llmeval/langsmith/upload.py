@@ -28,6 +28,7 @@ from pytest_llmeval.engine.client import without_credentials
 from pytest_llmeval.langsmith import payloads
 from pytest_llmeval.results.provenance import Provenance
 from pytest_llmeval.results.records import Record
+from pytest_llmeval.support.text import one_line, shorten
 
 if TYPE_CHECKING:
     import langsmith
@@ -81,6 +82,45 @@ class UploadReport:
     @property
     def runs_done(self) -> int:
         return self.runs_sent + self.runs_before
+
+    def lines(self, saved: str | None, save_error: str | None = None) -> list[tuple[str, bool]]:
+        """What reached LangSmith and where to look at it, and what to do when not all of it
+        did: each line with whether it is a warning."""
+        lines: list[tuple[str, bool]] = []
+        done = f"{self.runs_done} of {self.results} results"
+        if self.complete:
+            parts = [
+                f"{self.runs_sent} runs",
+                f"{self.feedback_sent} feedback scores",
+                f"examples {self.examples_created} created, {self.examples_updated} updated",
+            ]
+            if self.runs_before:
+                parts.append(f"{self.runs_before} runs sent before")
+            sent = f"llmeval langsmith: {done} sent to {self.endpoint}: " + ", ".join(parts)
+            lines.append((sent, False))
+        else:
+            why = (
+                f"stopped: {self.failure}"
+                if self.failure is not None
+                else f"not finished after {self.timed_out:g}s (--llm-langsmith-timeout)"
+            )
+            warning = (
+                f"llmeval: WARNING: LangSmith upload {why}; {done} sent to {self.endpoint}. "
+                "Test outcomes and the gate do not depend on it."
+            )
+            lines.append((warning, True))
+            if saved is not None:
+                later = (
+                    f"  all results are in {saved}; send them later with: llmeval upload {saved}"
+                )
+                lines.append((later, True))
+        for link in self.experiments:
+            lines.append((f"  {link.suite} / {link.model}: {link.url or link.name}", False))
+        if save_error is not None:
+            lines.append((f"llmeval: WARNING: results file not written: {save_error}", True))
+        elif saved is not None and self.complete:
+            lines.append((f"llmeval results: {saved}", False))
+        return lines
 
 
 class Uploader:
@@ -362,11 +402,11 @@ def _compare_url(project: Any, dataset_id: str) -> str | None:
 
 
 def _describe(exc: Exception) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = one_line(str(exc)) or type(exc).__name__
     key = api_key()
     if key:
         text = text.replace(key, "***")
-    return f"{type(exc).__name__}: {text[:300]}"
+    return f"{type(exc).__name__}: {shorten(text, 300)}"
 
 
 class _NotOurThreads(logging.Filter):

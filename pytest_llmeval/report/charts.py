@@ -7,7 +7,8 @@ import math
 from collections.abc import Callable, Sequence
 from html import escape
 
-from pytest_llmeval.results.records import Summary, pct, threshold_label
+from pytest_llmeval.report.view import pct, threshold_label
+from pytest_llmeval.results.records import Summary
 from pytest_llmeval.results.stats import percentile
 
 # Okabe and Ito's palette: told apart with any common colour-vision deficiency.

@@ -17,40 +17,39 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pytest_llmeval.report import charts
-from pytest_llmeval.report.terminal import (
+from pytest_llmeval.report.view import (
     BASELINE_HEADER,
-    bare,
+    GateLine,
     baseline_rows,
     change_lines,
     gate_lines,
-    gate_state,
     paired_table,
+    pct,
     repeat_table,
     suite_table,
+    threshold_label,
 )
 from pytest_llmeval.results.baseline import Change
-from pytest_llmeval.results.gate import Failure
-from pytest_llmeval.results.records import Record, Summary, pct, summarize, threshold_label
+from pytest_llmeval.results.comparison import Comparison
+from pytest_llmeval.results.gate import Decision, GateState
+from pytest_llmeval.results.records import Record, Summary
 from pytest_llmeval.results.saved_run import SavedRun
 from pytest_llmeval.support.files import write_atomically
 
 OUTCOME_LABEL = {"pass": "PASS", "miss": "MISS", "error": "ERROR"}
 
 
-def render(saved: SavedRun, failures: Sequence[Failure], changes: Sequence[Change] = ()) -> str:
-    settings = saved.settings
-    summaries = summarize(saved.records, settings.get("models", ()))
-    suites = list(dict.fromkeys(s.suite for s in summaries))
-    models = list(dict.fromkeys(s.model for s in summaries))
-    decision = gate_lines(summaries, failures, settings.get("confidence", "point"))
+def render(saved: SavedRun, decision: Decision) -> str:
+    """The page of a run (its provenance, models and answers) and what was decided of it."""
+    suites = [suite for suite, _ in decision.suites()]
+    models = list(dict.fromkeys(s.model for s in decision.summaries))
+    changes = decision.changes
     body = [
-        _header(saved, gate_state(summaries, failures), decision),
+        _header(saved, decision.state, gate_lines(decision)),
         _nav(suites, baseline=bool(changes)),
     ]
-    reference = settings.get("reference_model")
-    for suite in suites:
-        rows = [s for s in summaries if s.suite == suite]
-        body.append(_suite(suite, rows, models, reference))
+    for suite, rows in decision.suites():
+        body.append(_suite(suite, rows, models, decision.comparisons_in(suite)))
     if changes:
         body.append(_baseline(changes))
     body.append(_cases(saved.records, suites, models))
@@ -76,14 +75,14 @@ def _nav(suites: Sequence[str], *, baseline: bool) -> str:
 
 
 # The decision as the page heads it, and the style of its box.
-GATE_HEADING = {
+GATE_HEADING: dict[GateState, tuple[str, str]] = {
     "FAILED": ("failed", "Gate FAILED"),
     "passed": ("passed", "Gate passed"),
     "not set": ("unset", "No gate"),
 }
 
 
-def _header(saved: SavedRun, state: str, decision: Sequence[str]) -> str:
+def _header(saved: SavedRun, state: GateState, decision: Sequence[GateLine]) -> str:
     run = saved.provenance
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(run.started_at))
     facts = [("run", run.run_id[:8]), ("started", started)]
@@ -95,7 +94,7 @@ def _header(saved: SavedRun, state: str, decision: Sequence[str]) -> str:
         facts.append(("pytest exit status", str(saved.exit_status)))
     facts.append(("pytest-llmeval", run.plugin_version))
     style, verdict = GATE_HEADING[state]
-    lines = "".join(f"<li>{escape(bare(line))}</li>" for line in decision)
+    lines = "".join(f"<li>{escape(line.text)}</li>" for line in decision)
     return (
         "<header><h1>pytest-llmeval report</h1><dl class='facts'>"
         + "".join(f"<div><dt>{escape(k)}</dt><dd>{escape(v)}</dd></div>" for k, v in facts)
@@ -104,7 +103,9 @@ def _header(saved: SavedRun, state: str, decision: Sequence[str]) -> str:
     )
 
 
-def _suite(suite: str, rows: Sequence[Summary], models: Sequence[str], reference: Any) -> str:
+def _suite(
+    suite: str, rows: Sequence[Summary], models: Sequence[str], comparisons: Sequence[Comparison]
+) -> str:
     threshold = rows[0].threshold
     table = _table(suite_table(rows), link=(suite, [s.model for s in rows]))
     figures = [
@@ -126,11 +127,10 @@ def _suite(suite: str, rows: Sequence[Summary], models: Sequence[str], reference
     if any(s.repeats > 1 for s in rows):
         parts.append(f"<h3>Each case asked {max(s.repeats for s in rows)} times</h3>")
         parts.append(_table(repeat_table(rows)))
-    against = next((s for s in rows if s.model == reference), None)
-    if against is not None and len(rows) > 1:
-        table_rows, verdicts = paired_table(against, [s for s in rows if s is not against])
-        parts.append(f"<h3>Against {escape(against.model)} (reference), on the cases both "
-                     "answered</h3>")  # fmt: skip
+    if comparisons and len(rows) > 1:
+        table_rows, verdicts = paired_table(comparisons)
+        parts.append(f"<h3>Against {escape(comparisons[0].reference)} (reference), on the cases "
+                     "both answered</h3>")  # fmt: skip
         if len(table_rows) > 1:
             parts.append(_table(table_rows))
         parts.append("<ul class='verdicts'>" + "".join(

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
 from pathlib import Path
 
-from pytest_llmeval.report.terminal import miss_text
-from pytest_llmeval.results.gate import Failure
+from pytest_llmeval.report.view import miss_text
+from pytest_llmeval.results.gate import Decision
 from pytest_llmeval.results.records import Record
 
 
@@ -33,12 +32,11 @@ def properties(record: Record) -> list[tuple[str, object]]:
     return [(f"llmeval_{name}", value) for name, value in figures.items() if value is not None]
 
 
-def mark_gated_misses(path: Path, records: Iterable[Record], failures: Iterable[Failure]) -> int:
+def mark_gated_misses(path: Path, decision: Decision) -> int:
     """Turn the misses of the suites and models that failed the gate into failures;
     how many were."""
-    failed = {(f.suite, f.model) for f in failures}
-    gated = {(r.suite, r.model, r.case, r.repeat): r for r in records
-             if r.outcome == "miss" and (r.suite, r.model) in failed}  # fmt: skip
+    gated = {(r.suite, r.model, r.case, r.repeat): r for s in decision.summaries
+             if decision.failed(s) for r in s.missed()}  # fmt: skip
     if not gated:
         return 0
     tree = ET.parse(path)

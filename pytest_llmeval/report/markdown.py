@@ -8,30 +8,20 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_llmeval.report.terminal import bare, gate_lines, gate_state, suite_table
-from pytest_llmeval.results.baseline import Change
-from pytest_llmeval.results.gate import Failure
-from pytest_llmeval.results.records import Summary, pct, threshold_label
+from pytest_llmeval.report.view import gate_lines, pct, suite_table, threshold_label
+from pytest_llmeval.results.gate import Decision
 
 MISSES_SHOWN = 10
 
 
-def render(
-    summaries: Sequence[Summary],
-    failures: Sequence[Failure],
-    *,
-    confidence: str = "point",
-    changes: Sequence[Change] = (),
-) -> str:
+def render(decision: Decision) -> str:
     lines = ["## pytest-llmeval", ""]
-    decision = gate_lines(summaries, failures, confidence)
-    lines += [f"**Gate: {gate_state(summaries, failures)}**", ""]
-    lines += [f"- {_cell(bare(line))}" for line in decision]
-    for suite in dict.fromkeys(s.suite for s in summaries):
-        rows = [s for s in summaries if s.suite == suite]
+    lines += [f"**Gate: {decision.state}**", ""]
+    lines += [f"- {_cell(line.text)}" for line in gate_lines(decision)]
+    for suite, rows in decision.suites():
         heading = f"### {suite} ({threshold_label(rows[0].threshold)})"
         lines += ["", heading, "", _table(suite_table(rows))]
-    regressed = [c for c in changes if c.newly_failing or (c.drop_points or 0) > 0]
+    regressed = [c for c in decision.changes if c.newly_failing or (c.drop_points or 0) > 0]
     if regressed:
         lines += ["", "### Against the baseline", ""]
         lines += [
@@ -39,7 +29,7 @@ def render(
             f"newly failing: {', '.join(c.newly_failing) or 'none'}"
             for c in regressed
         ]
-    misses = [r for s in summaries for r in s.missed()]
+    misses = [r for s in decision.summaries for r in s.missed()]
     if misses:
         lines += ["", f"### First misses ({min(len(misses), MISSES_SHOWN)} of {len(misses)})", ""]
         for record in misses[:MISSES_SHOWN]:

@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pytest_llmeval.results.records import Record
+from pytest_llmeval.results.records import Record, Summary
 from pytest_llmeval.results.stats import Z95, mcnemar_exact, wilson
 
 
@@ -80,3 +80,40 @@ def pair(reference: Iterable[Record], candidate: Iterable[Record]) -> Paired:
         only_reference=sum(r and not c for r, c in shared),
         only_candidate=sum(c and not r for r, c in shared),
     )
+
+
+SIGNIFICANCE = 0.05
+# Cases where two models differ that McNemar's exact test needs before any split of them
+# can be significant at 5%: 2 x (1/2)^6 = 0.031, where 5 give 0.0625.
+DECISIVE = 6
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One model against the reference on one suite's cases."""
+
+    suite: str
+    reference: str
+    candidate: str
+    paired: Paired
+
+    @property
+    def significant(self) -> bool:
+        return bool(self.paired.cases) and self.paired.p_value < SIGNIFICANCE
+
+    @property
+    def worse(self) -> bool:
+        return self.significant and self.paired.difference < 0
+
+    @property
+    def too_few(self) -> bool:
+        """So few cases differ that even all of them going one way would show nothing."""
+        differing = self.paired.only_reference + self.paired.only_candidate
+        return mcnemar_exact(differing, 0) >= SIGNIFICANCE
+
+
+def compare_with(reference: Summary, candidates: Iterable[Summary]) -> list[Comparison]:
+    return [
+        Comparison(c.suite, reference.model, c.model, pair(reference.records, c.records))
+        for c in candidates
+    ]

@@ -1,20 +1,27 @@
-"""The pass/fail decision: every model's accuracy against its suite's threshold, and
-against a baseline run's when a regression limit is set."""
+"""The pass/fail decision: every model's accuracy against its suite's threshold, against a
+baseline run's when a regression limit is set, and each model against the reference.
+
+``decide`` makes the one ``Decision`` that the run, ``llmeval gate``, ``llmeval report``
+and every report take: states and figures, never words to be parsed back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-from pytest_llmeval.results.baseline import Change
-from pytest_llmeval.results.records import Summary, pct
+from pytest_llmeval.results.baseline import Change, compare
+from pytest_llmeval.results.comparison import Comparison, compare_with
+from pytest_llmeval.results.records import Record, Summary, summarize
 from pytest_llmeval.results.stats import wilson
 
-LISTED = 10
 # What is held against the threshold: the accuracy itself, or a bound of its 95% Wilson
 # interval: `lenient` fails only when even the upper bound is below (the data shows the
 # model short of it), `strict` unless the lower bound reaches it (the data shows it there).
 CONFIDENCE = {"point": "", "lenient": "upper 95% bound", "strict": "lower 95% bound"}
+
+GateState = Literal["FAILED", "passed", "not set"]
+PairState = Literal["FAILED", "passed", "not gated"]
 
 
 @dataclass(frozen=True)
@@ -28,19 +35,10 @@ class GateFailure:
     confidence: str = "point"
     bound: float | None = None  # the bound held against the threshold (lenient, strict)
 
-    def describe(self) -> str:
-        shown = ", ".join(self.missed[:LISTED])
-        more = f" (+{len(self.missed) - LISTED} more)" if len(self.missed) > LISTED else ""
-        held = self.value if self.bound is None else self.bound
-        what = (
-            f"{self.measure} {self.value:.1%}"
-            if self.bound is None
-            else f"{CONFIDENCE[self.confidence]} {self.bound:.1%} ({self.measure} {self.value:.1%})"
-        )
-        return (
-            f"{self.suite} / {self.model}: {what} is below the threshold {self.threshold:.1%} "
-            f"by {(self.threshold - held) * 100:.1f} points; missed: {shown or 'none'}{more}"
-        )
+    @property
+    def held(self) -> float:
+        """What was held against the threshold: the measure or its bound."""
+        return self.value if self.bound is None else self.bound
 
 
 def evaluate(
@@ -82,17 +80,6 @@ class RegressionFailure:
     def model(self) -> str:
         return self.change.model
 
-    def describe(self) -> str:
-        change = self.change
-        failing = ", ".join(change.newly_failing[:LISTED])
-        more = len(change.newly_failing) - LISTED
-        return (
-            f"{change.suite} / {change.model}: accuracy fell {change.drop_points:.1f} points "
-            f"against the baseline ({pct(change.before.accuracy)} to "
-            f"{pct(change.now.accuracy)}), more than --llm-max-regression={self.limit:g}; "
-            f"newly failing: {failing or 'none'}" + (f" (+{more} more)" if more > 0 else "")
-        )
-
 
 Failure = GateFailure | RegressionFailure
 
@@ -105,3 +92,82 @@ def regressions(changes: Iterable[Change], limit: float | None) -> list[Regressi
         for change in changes
         if change.drop_points is not None and change.drop_points > limit + 1e-9
     ]
+
+
+def _gated(summary: Summary) -> bool:
+    return summary.threshold is not None and summary.accuracy is not None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the gate decided, with everything it was decided from."""
+
+    summaries: tuple[Summary, ...]
+    failures: tuple[Failure, ...]
+    changes: tuple[Change, ...] = ()  # against the baseline, when there is one
+    comparisons: tuple[Comparison, ...] = ()  # each model against the reference, per suite
+    confidence: str = "point"
+
+    @property
+    def gated(self) -> tuple[Summary, ...]:
+        """The suite/model pairs held against a threshold."""
+        return tuple(s for s in self.summaries if _gated(s))
+
+    @property
+    def state(self) -> GateState:
+        return "FAILED" if self.failures else "passed" if self.gated else "not set"
+
+    def failed(self, summary: Summary) -> bool:
+        return any((f.suite, f.model) == (summary.suite, summary.model) for f in self.failures)
+
+    def state_of(self, summary: Summary) -> PairState:
+        if self.failed(summary):
+            return "FAILED"
+        return "passed" if _gated(summary) else "not gated"
+
+    @property
+    def below_threshold(self) -> tuple[GateFailure, ...]:
+        return tuple(f for f in self.failures if isinstance(f, GateFailure))
+
+    @property
+    def regressed(self) -> tuple[RegressionFailure, ...]:
+        return tuple(f for f in self.failures if isinstance(f, RegressionFailure))
+
+    @property
+    def records(self) -> list[Record]:
+        return [r for s in self.summaries for r in s.records]
+
+    def suites(self) -> list[tuple[str, list[Summary]]]:
+        """Each suite with its models' summaries, in the order the run met them."""
+        names = dict.fromkeys(s.suite for s in self.summaries)
+        return [(name, [s for s in self.summaries if s.suite == name]) for name in names]
+
+    def comparisons_in(self, suite: str) -> list[Comparison]:
+        return [c for c in self.comparisons if c.suite == suite]
+
+
+def decide(
+    records: Sequence[Record],
+    model_order: Sequence[str] = (),
+    *,
+    confidence: str = "point",
+    repeat_gate: str = "mean",
+    baseline: Sequence[Record] | None = None,
+    max_regression: float | None = None,
+    reference: str | None = None,
+) -> Decision:
+    summaries = summarize(records, model_order)
+    changes = compare(baseline, records) if baseline is not None else []
+    comparisons: list[Comparison] = []
+    if reference is not None:
+        for suite in dict.fromkeys(s.suite for s in summaries):
+            rows = [s for s in summaries if s.suite == suite]
+            against = next((s for s in rows if s.model == reference), None)
+            if against is not None:
+                comparisons += compare_with(against, [s for s in rows if s is not against])
+    failures: list[Failure] = [
+        *evaluate(summaries, confidence, repeat_gate),
+        *regressions(changes, max_regression),
+    ]
+    return Decision(tuple(summaries), tuple(failures), tuple(changes), tuple(comparisons),
+                    confidence)  # fmt: skip

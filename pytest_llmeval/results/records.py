@@ -210,14 +210,3 @@ def summarize(records: Iterable[Record], model_order: Sequence[str] = ()) -> lis
         Summary(suite, model, tuple(sorted(groups[suite, model], key=lambda r: r.case)))
         for suite, model in keys
     ]
-
-
-def pct(value: float | None) -> str:
-    """A share as the reports show it: 66.7%, or "-" when there is none."""
-    return "-" if value is None else f"{value:.1%}"
-
-
-def threshold_label(threshold: float | None) -> str:
-    """A suite's gate as the reports head it: "threshold 90%" (:g keeps 99.5% from
-    showing as 100%)."""
-    return f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"

@@ -12,9 +12,12 @@ from typing import Any
 
 from pytest_llmeval.scoring import structural
 from pytest_llmeval.scoring.fields import score_field
-from pytest_llmeval.scoring.judge import Grade
+from pytest_llmeval.scoring.judge import Judgement
 from pytest_llmeval.scoring.verdict import Verdict
 from pytest_llmeval.suite.rules import Scoring
+from pytest_llmeval.support.text import shorten
+
+REASONING_SHOWN = 400  # characters of the judge's reasoning in a diff line
 
 
 @dataclass(frozen=True)
@@ -22,12 +25,6 @@ class ToJudge:
     label: str | None  # the field judged; None: the whole answer
     reference: Any
     answer: Any
-
-
-@dataclass(frozen=True)
-class Judgement:
-    grade: Grade
-    reasoning: str
 
 
 def settle(
@@ -102,7 +99,7 @@ def with_grades(verdict: Verdict, graded: dict[str | None, Judgement]) -> Verdic
             outcome="pass" if passed else "miss",
             score=1.0 if passed else 0.0,
             reason="" if passed else "the judge graded the answer INCORRECT",
-            diff=() if passed else (*verdict.diff, f"judge: {_fold(judged.reasoning)}"),
+            diff=() if passed else (*verdict.diff, f"judge: {_said(judged)}"),
         )
     results = dict(verdict.fields)
     diff = list(verdict.diff)
@@ -110,7 +107,7 @@ def with_grades(verdict: Verdict, graded: dict[str | None, Judgement]) -> Verdic
         assert name is not None
         results[name] = judged.grade == "CORRECT"
         if not results[name]:
-            diff.append(f"{name}: the judge graded it INCORRECT: {_fold(judged.reasoning)}")
+            diff.append(f"{name}: the judge graded it INCORRECT: {_said(judged)}")
     return _verdict(results, diff, verdict.answer, pending=0)
 
 
@@ -128,6 +125,5 @@ def _verdict(results: dict[str, bool], diff: list[str], answer: Any, pending: in
     )
 
 
-def _fold(text: str, width: int = 400) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+def _said(judged: Judgement) -> str:
+    return shorten(judged.reasoning, REASONING_SHOWN)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from pytest_llmeval.engine.client import Completion
 from pytest_llmeval.suite.rules import JudgeConfig
 
 Grade = Literal["CORRECT", "INCORRECT"]
@@ -42,6 +44,16 @@ _PLACEHOLDER = re.compile(r"\{(input|reference|answer|criteria)\}")
 _OPENING = re.compile(r"\W*(INCORRECT|CORRECT)(?![A-Z]{2})")
 _ANY_WORD = re.compile(r"(?<![A-Za-z])(incorrect|correct)(?![A-Za-z])", re.IGNORECASE)
 _LAST_WORD = re.compile(r"(?:^|[.:!?]\s*)\W*(incorrect|correct)\W*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The judge's grade of one answer (or field), its words, and the answers it took
+    (an unreadable grade is asked for again)."""
+
+    grade: Grade
+    reasoning: str
+    answers: tuple[Completion, ...] = ()
 
 
 # Asked when an answer gave no grade: the judge's own answer stays in the conversation.

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pytest_llmeval.engine.client import CallError, Completion, LLMRequest
 from pytest_llmeval.engine.engine import Engine
 from pytest_llmeval.models import ModelSpec
-from pytest_llmeval.scoring.combined import Judgement, ToJudge, settle, with_grades
-from pytest_llmeval.scoring.judge import NUDGE, parse_grade, turns
+from pytest_llmeval.scoring.combined import ToJudge, settle, with_grades
+from pytest_llmeval.scoring.judge import NUDGE, Judgement, parse_grade, turns
 from pytest_llmeval.scoring.verdict import Verdict
 from pytest_llmeval.suite.model import Case, Message, ResponseFormat, Suite
 from pytest_llmeval.suite.rules import JudgeConfig
+from pytest_llmeval.support.text import shorten
 
 ATTEMPTS = 2  # an unreadable grade is asked for once more, then it is an error
 
@@ -29,12 +30,6 @@ class Judged:
     grades: tuple[tuple[str | None, Judgement], ...] = ()
 
 
-@dataclass(frozen=True)
-class Grading:
-    judgement: Judgement
-    answers: tuple[Completion, ...]
-
-
 async def grade(
     engine: Engine,
     judge: ModelSpec,
@@ -45,7 +40,7 @@ async def grade(
     group: str,
     name: str,
     where: str,
-) -> Grading:
+) -> Judgement:
     """The judge's grade of one answer (or field), and the answers it took."""
     part = "the answer" if todo.label is None else repr(todo.label)
     conversation = [Message(role, content) for role, content in
@@ -67,11 +62,11 @@ async def grade(
         answers.append(done)
         found = parse_grade(done.text)
         if found is not None:
-            return Grading(Judgement(found, done.text.strip()), tuple(answers))
+            return Judgement(found, done.text.strip(), tuple(answers))
         # Asked again with its answer in view: a new request (the same one would get the
         # same answer at temperature 0), so a new recording too.
         conversation += [Message("assistant", done.text), Message("user", NUDGE)]
-    said = " ".join(answers[-1].text.split())[:300]
+    said = shorten(answers[-1].text, 300)
     raise CallError(
         f"judge {judge.name} gave no CORRECT/INCORRECT grade for {part} in "
         f"{ATTEMPTS} answers; it last said: {said!r}"
@@ -106,7 +101,7 @@ def job(
         ))  # fmt: skip
         answers = [a for g in gradings for a in g.answers]
         costs = [a.cost for a in answers]
-        grades = tuple((p.label, g.judgement) for p, g in zip(todo, gradings, strict=True))
+        grades = tuple((p.label, g) for p, g in zip(todo, gradings, strict=True))
         return Judged(
             verdict=with_grades(verdict, dict(grades)),
             calls=len(answers),

@@ -10,6 +10,7 @@ from deepdiff import DeepDiff
 
 from pytest_llmeval.scoring.verdict import Verdict
 from pytest_llmeval.suite.rules import Scoring
+from pytest_llmeval.support.text import elide_middle
 
 # A JSON value wrapped in a Markdown code fence, as chat models often answer.
 FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)\s*```", re.DOTALL)
@@ -51,7 +52,7 @@ def score(expected: Any, text: str, options: Scoring) -> Verdict:
         answer = parse_answer(text)
     except InvalidJSON as exc:
         fields = dict.fromkeys(_field_names(expected, options), False)
-        return Verdict("miss", 0.0, fields, str(exc), (f"raw answer: {_fold(text)}",))
+        return Verdict("miss", 0.0, fields, str(exc), (f"raw answer: {elide_middle(text, SHOWN)}",))
     return score_value(expected, answer, options)
 
 
@@ -150,12 +151,4 @@ def _path(parts: list[Any]) -> str:
 
 
 def _show(value: Any) -> str:
-    return _fold(json.dumps(value, ensure_ascii=False))
-
-
-def _fold(text: str) -> str:
-    """One line, long text cut in the middle so both ends stay visible."""
-    flat = " ".join(text.split())
-    if len(flat) <= SHOWN * 2:
-        return flat
-    return f"{flat[:SHOWN]} … {flat[-SHOWN // 2 :]}"
+    return elide_middle(json.dumps(value, ensure_ascii=False), SHOWN)

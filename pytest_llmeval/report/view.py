@@ -1,0 +1,254 @@
+"""What every report shows, as rows and lines of text: the suite table, repeats, the paired
+comparison, the baseline's changes, the gate's decision, a miss. The terminal, Markdown,
+HTML and the ``llmeval`` command lay these out each in its own way; none of them words a
+figure or a verdict itself."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pytest_llmeval.results.baseline import Change
+from pytest_llmeval.results.comparison import DECISIVE, SIGNIFICANCE, Comparison
+from pytest_llmeval.results.gate import (
+    CONFIDENCE,
+    Decision,
+    Failure,
+    GateFailure,
+    RegressionFailure,
+)
+from pytest_llmeval.results.records import Record, Summary
+
+LISTED = 10  # cases named in a gate failure's line
+
+HEADER = (
+    "model", "cases", "pass", "miss", "error", "accuracy", "95% CI",
+    "fields", "p50", "p99", "tokens in", "tokens out", "cost",
+)  # fmt: skip
+Row = tuple[str, ...]
+
+
+def pct(value: float | None) -> str:
+    """A share as the reports show it: 66.7%, or "-" when there is none."""
+    return "-" if value is None else f"{value:.1%}"
+
+
+def threshold_label(threshold: float | None) -> str:
+    """A suite's gate as the reports head it: "threshold 90%" (:g keeps 99.5% from
+    showing as 100%)."""
+    return f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
+
+
+def dollars(value: float | None) -> str:
+    return f"${value:.4f}" if value is not None else "unknown"
+
+
+def seconds(value: float | None) -> str:
+    return f"{value:.2f}s" if value is not None else "-"
+
+
+def points(value: float) -> str:
+    return f"{value * 100:+.1f} pts"
+
+
+def interval_text(s: Summary) -> str:
+    interval = s.interval
+    return f"{interval[0]:.1%} to {interval[1]:.1%}" if interval else "-"
+
+
+def row(s: Summary) -> Row:
+    """A model's row of the suite table."""
+    return (
+        s.model, str(len(s.records)), str(s.passes), str(s.misses), str(s.errors),
+        pct(s.accuracy), interval_text(s), pct(s.field_accuracy),
+        seconds(s.latency(0.5)), seconds(s.latency(0.99)),
+        f"{s.input_tokens:,}", f"{s.output_tokens:,}", dollars(s.cost),
+    )  # fmt: skip
+
+
+def suite_table(rows: Sequence[Summary]) -> list[Row]:
+    """A suite's model table, header first; the judge's cost apart from the model's."""
+    if any(s.judged for s in rows):
+        return [(*HEADER, "judge cost"), *((*row(s), dollars(s.judge_cost)) for s in rows)]
+    return [HEADER, *(row(s) for s in rows)]
+
+
+def field_table(rows: Sequence[Summary]) -> list[Row]:
+    """Each field's pass rate per model, header first; empty when no answer had fields."""
+    fields = list(dict.fromkeys(name for s in rows for name in s.field_rates))
+    if not fields:
+        return []
+    header = ("field", *(s.model for s in rows))
+    return [header, *((name, *(pct(s.field_rates.get(name)) for s in rows)) for name in fields)]
+
+
+def repeat_table(rows: Sequence[Summary]) -> list[Row]:
+    """Asked several times: accuracy over all answers, pass^N over cases, the flaky ones
+    (header first)."""
+    repeats = max(s.repeats for s in rows)
+    lines: list[Row] = [("model", "answers", "accuracy", f"pass^{repeats}", "flaky cases")]
+    for s in rows:
+        flaky = ", ".join(f"{case} ({right} of {asked})" for case, (right, asked)
+                          in sorted(s.flaky.items()))  # fmt: skip
+        right, cases = s.always_right
+        lines.append((s.model, str(s.answered), pct(s.accuracy),
+                      f"{pct(s.pass_all)} ({right} of {cases})", flaky or "none"))  # fmt: skip
+    return lines
+
+
+PAIRED_HEADER = (
+    "candidate", "cases", "both right", "both wrong", "only reference", "only candidate",
+    "difference", "95% CI", "McNemar p",
+)  # fmt: skip
+
+
+def paired_heading(comparisons: Sequence[Comparison]) -> str:
+    return f"against {comparisons[0].reference} (reference), on the cases both answered:"
+
+
+def paired_table(comparisons: Sequence[Comparison]) -> tuple[list[Row], list[str]]:
+    """Each model against the reference on the cases both answered (header first), and
+    what it shows."""
+    rows: list[Row] = [PAIRED_HEADER]
+    verdicts = []
+    for c in comparisons:
+        paired = c.paired
+        if not paired.cases:
+            verdicts.append(f"{c.candidate}: no case answered by both")
+            continue
+        low, high = paired.interval()
+        rows.append((
+            c.candidate, str(paired.cases), str(paired.both), str(paired.neither),
+            str(paired.only_reference), str(paired.only_candidate),
+            points(paired.difference), f"{points(low)} to {points(high)}",
+            f"{paired.p_value:.3f}",
+        ))  # fmt: skip
+        if c.significant:
+            direction = "WORSE" if c.worse else "BETTER"
+            verdicts.append(f"{c.candidate}: {direction} than {c.reference} "
+                            f"(p = {paired.p_value:.3f} < {SIGNIFICANCE:g})")  # fmt: skip
+            continue
+        verdict = (
+            f"{c.candidate}: no significant difference from {c.reference} "
+            f"(p = {paired.p_value:.3f}); the data does not show it worse or better"
+        )
+        if c.too_few:
+            differing = paired.only_reference + paired.only_candidate
+            verdict += (
+                f": they differ on {differing} case(s), and it takes at least "
+                f"{DECISIVE} to show anything"
+            )
+        verdicts.append(verdict)
+    return rows, verdicts
+
+
+BASELINE_HEADER = (
+    "suite / model", "accuracy then", "now", "change", "p50 then", "now", "cost then", "now",
+)  # fmt: skip
+
+
+def baseline_rows(changes: Sequence[Change]) -> list[Row]:
+    return [
+        (f"{c.suite} / {c.model}", pct(c.before.accuracy), pct(c.now.accuracy),
+         "-" if c.drop_points is None else points(-c.drop_points / 100),
+         seconds(c.before.latency(0.5)), seconds(c.now.latency(0.5)),
+         dollars(c.before.cost), dollars(c.now.cost))
+        for c in changes
+    ]  # fmt: skip
+
+
+def change_lines(changes: Sequence[Change]) -> list[str]:
+    """The cases that changed side since the baseline."""
+    return [
+        f"{change.suite} / {change.model} {what}: {', '.join(cases)}"
+        for change in changes
+        for what, cases in (("newly failing", change.newly_failing),
+                            ("newly passing", change.newly_passing))
+        if cases
+    ]  # fmt: skip
+
+
+def failure_text(failure: Failure) -> str:
+    """Which suite and model failed, by how much, and the cases behind it."""
+    if isinstance(failure, RegressionFailure):
+        change = failure.change
+        more = len(change.newly_failing) - LISTED
+        return (
+            f"{change.suite} / {change.model}: accuracy fell {change.drop_points:.1f} points "
+            f"against the baseline ({pct(change.before.accuracy)} to "
+            f"{pct(change.now.accuracy)}), more than --llm-max-regression={failure.limit:g}; "
+            f"newly failing: {', '.join(change.newly_failing[:LISTED]) or 'none'}"
+            + (f" (+{more} more)" if more > 0 else "")
+        )
+    return _below_text(failure)
+
+
+def _below_text(f: GateFailure) -> str:
+    shown = ", ".join(f.missed[:LISTED])
+    more = f" (+{len(f.missed) - LISTED} more)" if len(f.missed) > LISTED else ""
+    what = (
+        f"{f.measure} {f.value:.1%}"
+        if f.bound is None
+        else f"{CONFIDENCE[f.confidence]} {f.bound:.1%} ({f.measure} {f.value:.1%})"
+    )
+    return (
+        f"{f.suite} / {f.model}: {what} is below the threshold {f.threshold:.1%} "
+        f"by {(f.threshold - f.held) * 100:.1f} points; missed: {shown or 'none'}{more}"
+    )
+
+
+LineKind = Literal["rule", "failed", "passed", "unset"]
+
+
+@dataclass(frozen=True)
+class GateLine:
+    """One line of the gate's decision: its kind (which decides its colour) and its text
+    as a report with a heading of its own shows it."""
+
+    kind: LineKind
+    text: str
+
+    @property
+    def line(self) -> str:
+        """As the terminal and ``llmeval gate`` print it, where no heading says whose it is."""
+        return PREFIX[self.kind] + self.text
+
+
+PREFIX: dict[LineKind, str] = {
+    "rule": "llmeval gate: ",
+    "failed": "llmeval gate ",
+    "passed": "llmeval gate ",
+    "unset": "llmeval: ",
+}
+
+
+def gate_lines(decision: Decision) -> list[GateLine]:
+    """The gate's decision in words."""
+    gated = decision.gated
+    confidence = decision.confidence
+    rule = [] if confidence == "point" or not gated else [GateLine(
+        "rule", f"--llm-confidence={confidence}: the {CONFIDENCE[confidence]} of each "
+        "accuracy (or pass^N) is held against the threshold"
+    )]  # fmt: skip
+    if decision.failures:
+        return rule + [GateLine("failed", f"FAILED: {failure_text(f)}") for f in decision.failures]
+    if gated:
+        passed = f"passed: {len(gated)} suite/model pair(s) at or above threshold"
+        return [*rule, GateLine("passed", passed)]
+    return [GateLine("unset", "no threshold set (--llm-threshold or a suite's `threshold:`)")]
+
+
+def miss_text(record: Record) -> str:
+    """A miss as a failure (--llm-strict): where the case is, the diff, expected and answer."""
+    lines = [
+        f"{record.location}: case {record.case!r} of suite {record.suite!r}, "
+        f"model {record.model}: MISS ({record.reason})",
+        *(f"  {line}" for line in record.diff),
+        "expected:",
+        "  " + json.dumps(record.expected, ensure_ascii=False),
+    ]
+    if record.answer is not None:
+        lines += ["answer:", "  " + " ".join(record.answer.split())]
+    return "\n".join(lines)
