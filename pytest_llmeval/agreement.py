@@ -17,14 +17,16 @@ from pytest_llmeval.scoring.combined import ToJudge
 from pytest_llmeval.scoring.judge import Grade
 from pytest_llmeval.scoring.judging import grade
 from pytest_llmeval.suite.rules import JudgeConfig
+from pytest_llmeval.support.problems import ConfigError, Problem
+from pytest_llmeval.support.text import did_you_mean
 
 LABEL_KEYS = frozenset({"id", "input", "reference", "answer", "human", "why"})
 FILE_KEYS = frozenset({"description", "field", "criteria", "prompt", "labels"})
 GRADES = ("CORRECT", "INCORRECT")
 
 
-class LabelFileError(Exception):
-    """A labels file that cannot be used, with every problem named."""
+class LabelFileError(ConfigError):
+    """A labels file that cannot be used, with every problem named at its line."""
 
 
 @dataclass(frozen=True)
@@ -53,43 +55,60 @@ class Graded:
 
 
 def load_labels(path: Path) -> LabelSet:
+    """Read and check a labels file; a LabelFileError names every problem at its line."""
+    file = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise LabelFileError(f"{path}: {exc}") from None
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise LabelFileError(Problem(str(exc), file)) from None
     if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
-        raise LabelFileError(f"{path}: expected a mapping with a `labels:` list")
-    problems = [f"{path}: unknown key {k!r}" for k in data if k not in FILE_KEYS]
+        raise LabelFileError(Problem("expected a mapping with a `labels:` list", file))
+    assert isinstance(root, yaml.MappingNode)  # as `data` is a mapping
+    keys = _key_lines(root)
+    problems = [
+        Problem(f"unknown key {k!r}{did_you_mean(str(k), FILE_KEYS)}", file, keys.get(str(k)))
+        for k in data
+        if k not in FILE_KEYS
+    ]
+    nodes = next(v.value for k, v in root.value if k.value == "labels")
     labels, seen = [], set()
-    for n, entry in enumerate(data["labels"], start=1):
-        where = f"{path}: label {n}"
+    for n, (entry, node) in enumerate(zip(data["labels"], nodes, strict=True), start=1):
+        line = node.start_mark.line + 1
         if not isinstance(entry, dict):
-            problems.append(f"{where}: must be a mapping")
+            problems.append(Problem(f"label {n}: must be a mapping", file, line))
             continue
-        where = f"{path}: label {entry.get('id', n)!r}"
-        problems += [f"{where}: unknown key {k!r}" for k in entry if k not in LABEL_KEYS]
+        at = _key_lines(node)
+        found = [
+            (f"unknown key {k!r}{did_you_mean(str(k), LABEL_KEYS)}", at.get(str(k), line))
+            for k in entry
+            if k not in LABEL_KEYS
+        ]
         missing = [k for k in ("id", "input", "reference", "answer", "human") if k not in entry]
         if missing:
-            problems.append(f"{where}: missing {', '.join(missing)}")
-            continue
-        if entry["human"] not in GRADES:
-            problems.append(f"{where}: `human` must be CORRECT or INCORRECT")
-            continue
-        if entry["id"] in seen:
-            problems.append(f"{where}: duplicate id")
-            continue
-        seen.add(entry["id"])
-        labels.append(
-            Label(str(entry["id"]), str(entry["input"]), entry["reference"], entry["answer"],
-                  entry["human"])
-        )  # fmt: skip
+            found.append((f"missing {', '.join(missing)}", line))
+        elif entry["human"] not in GRADES:
+            found.append(("`human` must be CORRECT or INCORRECT", at.get("human", line)))
+        elif entry["id"] in seen:
+            found.append(("duplicate id", at.get("id", line)))
+        else:
+            seen.add(entry["id"])
+            labels.append(
+                Label(str(entry["id"]), str(entry["input"]), entry["reference"], entry["answer"],
+                      entry["human"])
+            )  # fmt: skip
+        label = entry.get("id", n)
+        problems += [Problem(f"label {label!r}: {text}", file, at_line) for text, at_line in found]
     template = data.get("prompt")
     if template is not None and not (
         isinstance(template, str) and "{reference}" in template and "{answer}" in template
     ):
-        problems.append(f"{path}: `prompt` must be text with {{reference}} and {{answer}}")
+        problems.append(
+            Problem("`prompt` must be text with {reference} and {answer}", file, keys.get("prompt"))
+        )
     if problems:
-        raise LabelFileError("\n".join(problems))
+        raise LabelFileError(*problems)
     config = JudgeConfig(criteria=str(data.get("criteria", "")), prompt=template)
     return LabelSet(path, tuple(labels), config)
 
@@ -156,3 +175,10 @@ def agreement(results: list[Graded]) -> Agreement:
         human_only_correct=count("CORRECT", "INCORRECT"),
         ungraded=sum(r.judge is None for r in results),
     )
+
+
+def _key_lines(node: yaml.Node) -> dict[str, int]:
+    """Each key of a YAML mapping, as written, with its line."""
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(k.value): k.start_mark.line + 1 for k, _ in node.value}

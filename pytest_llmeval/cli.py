@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from pytest_llmeval.agreement import LabelFileError, agreement, grade_all, load_labels
+from pytest_llmeval.agreement import agreement, grade_all, load_labels
 from pytest_llmeval.engine.cache import ResponseCache
 from pytest_llmeval.engine.engine import Engine
 from pytest_llmeval.langsmith.payloads import DEFAULT_DATASET
@@ -26,7 +26,7 @@ from pytest_llmeval.report import html, markdown
 from pytest_llmeval.report.view import change_lines, gate_lines, pct
 from pytest_llmeval.results.gate import Decision, decide
 from pytest_llmeval.results.saved_run import ResultsFileError, SavedRun
-from pytest_llmeval.suite.load import CaseFileError, load_suite
+from pytest_llmeval.suite.load import load_suite
 from pytest_llmeval.support.problems import ConfigError
 from pytest_llmeval.support.text import shorten
 
@@ -205,11 +205,8 @@ def _agreement(args: argparse.Namespace) -> int:
         if name is None:
             raise ConfigError("no judge model: pass --judge-model (or --suite with one)")
         judge = resolve_models([name], load_model_table(args.config))[0]
-    except (LabelFileError, ConfigError) as exc:
+    except ConfigError as exc:  # a labels file, a suite, the model table, the arguments
         print(f"llmeval: {exc}", file=sys.stderr)
-        return 2
-    except CaseFileError as exc:
-        print("llmeval: " + "\n".join(exc.lines), file=sys.stderr)
         return 2
     if judge.missing_key():
         print(f"llmeval: no API key for {judge.name}: set {judge.missing_key()}", file=sys.stderr)

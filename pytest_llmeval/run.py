@@ -120,7 +120,7 @@ class Run:
         where = pending.request.where
         if pending.notice:
             warnings.warn(CacheWarning(f"{where}: {pending.notice}"), stacklevel=1)
-        done = self._with_progress(lambda tick: self.engine.wait(pending, tick))
+        done = self._with_progress(lambda tick: self.engine.answer(pending, tick))
         problem = self.engine.unrecorded.get(pending.request.key)
         if problem:
             warnings.warn(CacheWarning(f"{where}: {problem}"), stacklevel=1)

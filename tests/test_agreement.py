@@ -112,6 +112,6 @@ def test_a_bad_labels_file_is_named_label_by_label(
     ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert f"{labels}: label 'a': `human` must be CORRECT or INCORRECT" in err
-    assert f"{labels}: label 'b': missing reference" in err
-    assert f"{labels}: label 'a': unknown key 'note'" in err
+    assert f"{labels}:2: label 'a': `human` must be CORRECT or INCORRECT" in err
+    assert f"{labels}:3: label 'b': missing reference" in err
+    assert f"{labels}:4: label 'a': unknown key 'note'" in err

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_llmeval.report.view import failure_text
-from pytest_llmeval.results.gate import evaluate
+from pytest_llmeval.results.gate import threshold_failures
 from pytest_llmeval.results.records import Record, summarize
 from tests.conftest import llmeval, oracle, suite_yaml, write_config
 from tests.openai_server import OpenAIServer, Request
@@ -35,8 +35,8 @@ def test_pass_all_and_flaky_cases_by_hand() -> None:
     assert summary.pass_all == pytest.approx(1 / 3)
     assert summary.flaky == {"b": (2, 3)}
     # The gate on the mean passes (63.6% >= 50%); on pass^3 (33.3%) it fails.
-    assert evaluate([summary], repeat_gate="mean") == []
-    (failure,) = evaluate([summary], repeat_gate="all")
+    assert threshold_failures([summary], repeat_gate="mean") == []
+    (failure,) = threshold_failures([summary], repeat_gate="all")
     assert failure_text(failure) == (
         "s / m: pass^3 33.3% is below the threshold 50.0% by 16.7 points; missed: b, c"
     )

@@ -148,7 +148,7 @@ class Engine:
         """A job's result (see ``follow``), redrawing progress meanwhile."""
         return _result(future, tick)
 
-    def wait(self, pending: Pending, tick: Callable[[], None] | None = None) -> Completion:
+    def answer(self, pending: Pending, tick: Callable[[], None] | None = None) -> Completion:
         """The answer (raising CallError when there is none), redrawing progress meanwhile."""
         outcome = _result(pending.future, tick)
         if isinstance(outcome, _Elsewhere):

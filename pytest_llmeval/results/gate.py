@@ -41,7 +41,7 @@ class GateFailure:
         return self.value if self.bound is None else self.bound
 
 
-def evaluate(
+def threshold_failures(
     summaries: Iterable[Summary], confidence: str = "point", repeat_gate: str = "mean"
 ) -> list[GateFailure]:
     """The (suite, model) pairs whose accuracy (or pass^N, or a bound of either) falls
@@ -166,7 +166,7 @@ def decide(
             if against is not None:
                 comparisons += compare_with(against, [s for s in rows if s is not against])
     failures: list[Failure] = [
-        *evaluate(summaries, confidence, repeat_gate),
+        *threshold_failures(summaries, confidence, repeat_gate),
         *regressions(changes, max_regression),
     ]
     return Decision(tuple(summaries), tuple(failures), tuple(changes), tuple(comparisons),

@@ -7,6 +7,7 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 # (provider, the variable holding its run id, the variables naming the branch)
@@ -21,9 +22,8 @@ CI_RUN_VARIABLES = (
 
 
 def _version() -> str:
-    from pytest_llmeval import __version__  # the package imports this module as it loads
-
-    return __version__
+    # pyproject.toml's version, as installed: the one place it is written.
+    return version("pytest-llmeval")
 
 
 @dataclass(frozen=True)
