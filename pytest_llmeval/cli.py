@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _gate_arguments(parser: argparse.ArgumentParser) -> None:
     """The gate's settings, as the run's options; by default the run's own."""
-    for name in ("threshold", "confidence", "repeat_gate"):
+    for name in ("threshold", "confidence", "repeat_gate", "swap_margin"):
         add_argument(parser, name, default=None, help=" (default: the run's)")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="a results file to compare with")  # fmt: skip
@@ -138,9 +138,15 @@ def _decide(args: argparse.Namespace) -> tuple[SavedRun, Decision]:
     if args.max_regression is not None and args.baseline is None:
         raise ValueError("--max-regression needs --baseline")
     saved = SavedRun.load(args.results)
+    if args.swap_margin is not None and saved.settings.get("reference_model") is None:
+        raise ValueError("--swap-margin needs a run with --llm-reference-model")
+    if args.swap_margin is not None and saved.settings.get("reference_model") is None:
+        raise ValueError("--swap-margin needs a run with --llm-reference-model")
     before = SavedRun.load(args.baseline).records if args.baseline is not None else None
     if args.threshold is not None:
-        records = tuple(replace(r, threshold=args.threshold) for r in saved.records)
+        # As in the run: a suite's own threshold stands; the others take the argument's.
+        records = tuple(r if r.own_threshold else replace(r, threshold=args.threshold)
+                        for r in saved.records)  # fmt: skip
         saved = replace(saved, records=records)
     settings = saved.settings
     decision = decide(
@@ -151,6 +157,9 @@ def _decide(args: argparse.Namespace) -> tuple[SavedRun, Decision]:
         baseline=before,
         max_regression=args.max_regression,
         reference=settings.get("reference_model"),
+        swap_margin=args.swap_margin
+        if args.swap_margin is not None
+        else settings.get("swap_margin"),
     )
     return saved, decision
 
@@ -163,7 +172,7 @@ def _gate(args: argparse.Namespace) -> int:
         return 2
     for summary in decision.summaries:
         print(f"{summary.suite} / {summary.model}: accuracy {pct(summary.accuracy)} "
-              f"({summary.passes} of {summary.answered})")  # fmt: skip
+              f"({summary.passes} of {summary.asked})")  # fmt: skip
     for line in change_lines(decision.changes):
         print(line)
     for gate_line in gate_lines(decision):

@@ -139,6 +139,7 @@ class CaseItem(pytest.Item):
             file=relpath(self.config, self.suite.path),
             line=self.case.line,
             threshold=threshold,
+            own_threshold=self.suite.threshold is not None,
             expected=self.case.expected,
             inputs=self.case.inputs or {"messages": [asdict(m) for m in self.case.messages]},
             tags=self.case.tags,
@@ -190,7 +191,8 @@ class CaseItem(pytest.Item):
         """No verdict: an ERROR, recorded with whatever answer there was."""
         extra = _answered(self.completion) if self.completion is not None else {}
         self.stash[RECORD] = self._record(outcome="error", reason=failure, **extra)
-        pytest.fail(f"{self.request.where}: {failure}", pytrace=False)
+        # From None: the cause is in the message already, so pytest shows it once.
+        raise pytest.fail.Exception(f"{self.request.where}: {failure}", pytrace=False) from None
 
     def runtest(self) -> None:
         assert self.completion is not None

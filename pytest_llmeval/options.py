@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import pytest
 
+from pytest_llmeval.support.text import did_you_mean
+
 Kind = Literal["csv", "float", "int", "bool", "str"]
 
 
@@ -60,11 +62,16 @@ OPTIONS = (
            "answers) or `all` (pass^N: the share of cases right every time) against the "
            "threshold", "mean", ("mean", "all")),
     Option("reference_model", "str", "compare every other model with this one on the same "
-           "cases: paired table, accuracy difference with its 95% interval, McNemar's exact test"),
+           "cases: paired table, the difference with its 95% interval and p-value; a model "
+           "shown WORSE fails the run"),
+    Option("swap_margin", "float", "with --llm-reference-model: a model passes only when it "
+           "is shown at most this many points worse than the reference (one-sided 95% bound, "
+           "Holm-adjusted over its suites)"),
     Option("baseline", "str", "compare with a saved run (a results file, or `latest` in "
            "--llm-results-dir): accuracy then and now, newly failing and passing cases"),
     Option("max_regression", "float", "fail when a suite and model's accuracy is more than "
-           "this many points below the baseline's"),
+           "this many points below the baseline's and McNemar's exact test on the cases that "
+           "changed side says the drop is real (p < 0.05)"),
     Option("markdown", "str", "write the summary as Markdown to this file (also appended to "
            "$GITHUB_STEP_SUMMARY when that is set)"),
     Option("html", "str", "write a self-contained HTML report to this file: tables, charts, "
@@ -108,7 +115,8 @@ def register(parser: pytest.Parser) -> None:
                 option.flag,
                 default=None,
                 choices=option.choices or None,
-                help=f"{option.help} (ini: {option.ini})",
+                # argparse formats help with %: "95%" must be written "95%%".
+                help=f"{option.help} (ini: {option.ini})".replace("%", "%%"),
             )
         parser.addini(option.ini, option.help, type=INI_TYPES[option.kind], default=None)
 
@@ -128,7 +136,7 @@ def add_argument(
         type=_TYPES[option.kind],
         choices=option.choices or None,
         default=option.default if default is _SAME else default,
-        help=f"{option.help}{help}",
+        help=f"{option.help}{help}".replace("%", "%%"),
     )
 
 
@@ -150,6 +158,7 @@ class Settings:
     repeat: int
     repeat_gate: str
     reference_model: str | None
+    swap_margin: float | None
     baseline: str | None
     max_regression: float | None
     markdown: str | None
@@ -173,6 +182,22 @@ class Settings:
                 "each suite is its own dataset"
             )
         return cls(**values)
+
+
+def check_ini_keys(config: pytest.Config) -> None:
+    """A misspelt ``llmeval_*`` key would leave its setting (a threshold, say) silently
+    off: it stops the run, with the key it was probably meant to be."""
+    known = {option.ini for option in OPTIONS}
+    # pytest has no public list of the ini keys it does not know (it only warns of them);
+    # config.inicfg, the public way to the raw keys, is deprecated.
+    keys: list[str] = getattr(config, "_get_unknown_ini_keys", list)()
+    unknown = sorted(key for key in keys if key.startswith("llmeval_"))
+    if unknown:
+        where = config.inipath or "the ini file"
+        raise pytest.UsageError("\n".join(
+            f"llmeval: {where}: unknown option {key!r}{did_you_mean(key, known)}"
+            for key in unknown
+        ))  # fmt: skip
 
 
 def _read(config: pytest.Config, option: Option) -> Any:

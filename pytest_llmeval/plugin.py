@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_llmeval import options
-from pytest_llmeval.items import CaseItem, SuiteFile
+from pytest_llmeval.items import CaseItem, SuiteErrorItem, SuiteFile
 from pytest_llmeval.langsmith import upload as langsmith_upload
 from pytest_llmeval.langsmith.publishing import Published, Publisher
 from pytest_llmeval.locations import relpath
@@ -41,6 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    options.check_ini_keys(config)
     settings = options.Settings.from_config(config)
     try:
         config.stash[RUN] = Run.from_config(config, settings)
@@ -49,6 +50,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         _load_baseline(config, settings)
     reference = settings.reference_model
+    if settings.swap_margin is not None and reference is None:
+        raise pytest.UsageError("llmeval: --llm-swap-margin needs --llm-reference-model")
     if reference is not None and reference not in run_of(config).models:
         raise pytest.UsageError(
             f"llmeval: --llm-reference-model {reference} is not one of the models run "
@@ -129,6 +132,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A run that runs nothing (listing, a dry run) would pass a broken suite file by.
+    run_of(config).invalid = [item.message for item in items if isinstance(item, SuiteErrorItem)]
     if hasattr(config, "workerinput") or config.option.collectonly:
         return  # the xdist controller checked every model already; listing needs no key
     run = run_of(config)
@@ -207,6 +212,26 @@ def pytest_report_teststatus(
     return ("passed", ".", (f"PASSED{replayed}", {"green": True})) if replayed else None
 
 
+@pytest.hookimpl(trylast=True)  # after the cache plugin has saved what pytest saw fail
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A miss is a passed test to pytest; when its suite and model fail the gate, it is
+    one of the run's failures, so ``--lf`` reruns it (and ``--ff`` runs it first)."""
+    config = session.config
+    decision = run_of(config).decision
+    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
+    if decision is None or not decision.failures or cache is None:
+        return
+    nodeids = run_of(config).nodeids
+    failed: dict[str, bool] = cache.get("cache/lastfailed", {})
+    for summary in decision.summaries:
+        if decision.failed(summary):
+            for r in summary.records:
+                nodeid = nodeids.get((r.suite, r.case, r.model, r.repeat))
+                if r.outcome != "pass" and nodeid is not None:
+                    failed[nodeid] = True
+    cache.set("cache/lastfailed", failed)
+
+
 class ResultsCollector:
     """Gathers records from reports, decides the gate, writes the summary (not on xdist workers)."""
 
@@ -222,7 +247,9 @@ class ResultsCollector:
         data = getattr(report, "llmeval", None)
         if data is not None:
             record = Record.from_dict(data)
-            run_of(self.config).records.append(record)
+            run = run_of(self.config)
+            run.records.append(record)
+            run.nodeids[record.suite, record.case, record.model, record.repeat] = report.nodeid
             if self.publisher is not None:
                 self.publisher.add(record)
 
@@ -234,7 +261,9 @@ class ResultsCollector:
         if self.is_worker:
             return
         decision = run.decide()
-        if decision.failures and session.exitstatus == pytest.ExitCode.OK:
+        ran_nothing = self.config.option.collectonly or run.settings.dry_run
+        failed = decision.failures or (ran_nothing and run.invalid)
+        if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.publisher is not None and run.records:
             saved = self.publisher.snapshot(
@@ -262,6 +291,9 @@ class ResultsCollector:
         run = run_of(self.config)
         if self.is_worker:
             return
+        if run.invalid and (self.config.option.collectonly or run.settings.dry_run):
+            for message in run.invalid:
+                terminalreporter.write_line(f"llmeval: {message}", red=True, bold=True)
         if run.plan is not None:
             write_plan(terminalreporter, run.plan, run.settings.max_cost, run.settings.record)
             if run.plan_judged:

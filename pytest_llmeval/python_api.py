@@ -106,7 +106,9 @@ class LLM:
                 done = run_of(item.config).answer(pending)
             except CallError as exc:
                 item.stash[RECORD] = self._record(outcome="error", reason=str(exc))
-                pytest.fail(f"{pending.request.where}: no answer: {exc}", pytrace=False)
+                # From None: the cause is in the message already, so pytest shows it once.
+                failure = f"{pending.request.where}: no answer: {exc}"
+                raise pytest.fail.Exception(failure, pytrace=False) from None
             self._completions.append(done)
             answers.append(done.text)
         return answers

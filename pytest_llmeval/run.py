@@ -59,6 +59,9 @@ class Run:
         self.baseline: tuple[Path, tuple[Record, ...]] | None = None  # its file, its records
         self.plan: list[PlanRow] | None = None  # what a dry run found
         self.plan_judged = False  # and whether a suite in it is judged
+        self.invalid: list[str] = []  # what is wrong with the suite files collected
+        # Each record's pytest node id (the record keeps the id as shown, for people).
+        self.nodeids: dict[tuple[str, str, str, int], str] = {}
         self.table = table  # [tool.llmeval.models.*], for judge models too
         self.judges: dict[str, ModelSpec] = {}
         self.progress: ProgressLine | None = None  # while items wait, on a terminal
@@ -199,6 +202,7 @@ class Run:
             baseline=None if self.baseline is None else self.baseline[1],
             max_regression=settings.max_regression,
             reference=settings.reference_model,
+            swap_margin=settings.swap_margin,
         )
         return self.decision
 

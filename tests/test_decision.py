@@ -65,27 +65,32 @@ def test_strict_confidence_holds_the_lower_bound_and_says_the_rule_first() -> No
     assert failed.text.startswith("FAILED: s / a: lower 95% bound 37.6% (accuracy 80.0%)")
 
 
-def test_a_regression_beyond_the_limit_fails_with_the_cases_that_flipped() -> None:
-    before = records("a", "pppp")
-    now = records("a", "ppmm")
+def test_a_regression_fails_only_beyond_the_limit_and_beyond_noise() -> None:
+    before = records("a", "p" * 12)
+    now = records("a", "pppppp" + "mmmmmm")
     decision = decide(now, baseline=before, max_regression=10)
     (failure,) = decision.failures
     assert isinstance(failure, RegressionFailure)
     assert decision.regressed == (failure,)
     assert decision.below_threshold == ()
     (change,) = decision.changes
-    assert change.newly_failing == ("c2", "c3")
+    assert change.newly_failing == ("c10", "c11", "c6", "c7", "c8", "c9")
     assert change.drop_points == 50.0
+    assert change.p_value == 1 / 64  # six of six flips went the bad way
     assert view.failure_text(failure) == (
         "s / a: accuracy fell 50.0 points against the baseline (100.0% to 50.0%), more than "
-        "--llm-max-regression=10; newly failing: c2, c3"
+        "--llm-max-regression=10 and more than run-to-run noise (6 newly failing, 0 newly "
+        "passing, McNemar p = 0.016; flip rate 50.0%); newly failing: c10, c11, c6, c7, c8, c9"
     )
-    assert view.change_lines(decision.changes) == ["s / a newly failing: c2, c3"]
+    assert view.change_lines(decision.changes) == ["s / a newly failing: c10, c11, c6, c7, c8, c9"]
     assert view.baseline_rows(decision.changes) == [
-        ("s / a", "100.0%", "50.0%", "-50.0 pts", "1.00s", "1.00s", "$0.0040", "$0.0040")
+        ("s / a", "100.0%", "50.0%", "-50.0 pts", "1.00s", "1.00s", "$0.0120", "$0.0120")
     ]
     # Without a limit the same drop is shown, not gated.
     assert decide(now, baseline=before).failures == ()
+    # Two of four flipping the bad way is a 50-point drop too, but no more than noise.
+    assert decide(records("a", "ppmm"), baseline=records("a", "pppp"), max_regression=10
+                  ).failures == ()  # fmt: skip
 
 
 def test_comparisons_pair_each_model_with_the_reference_per_suite() -> None:
@@ -99,15 +104,19 @@ def test_comparisons_pair_each_model_with_the_reference_per_suite() -> None:
     assert (even.suite, even.significant, even.too_few) == ("t", False, True)
     rows, verdicts = view.paired_table(decision.comparisons_in("s"))
     assert rows[1] == ("cand", "6", "0", "0", "6", "0", "-100.0 pts",
-                       rows[1][7], "0.031")  # fmt: skip
-    assert verdicts == ["cand: WORSE than ref (p = 0.031 < 0.05)"]
+                       rows[1][7], "0.025")  # fmt: skip
+    # Two suites: the candidate's two p-values are Holm-adjusted (0.0245 x 2).
+    assert verdicts == [
+        "cand: WORSE than ref (p = 0.049 < 0.05; Holm-adjusted over 2 comparisons of cand)"
+    ]
     _, verdicts = view.paired_table(decision.comparisons_in("t"))
     assert verdicts == [
-        "cand: no significant difference from ref (p = 1.000); the data does not show it "
-        "worse or better: they differ on 0 case(s), and it takes at least 6 to show anything"
+        "cand: no significant difference from ref (p = 1.000; Holm-adjusted over 2 comparisons "
+        "of cand); the data does not show it worse or better: they differ on 0 case(s), and no "
+        "split of 2 cases can show anything"
     ]
     assert view.paired_heading(decision.comparisons_in("t")) == (
-        "against ref (reference), on the cases both answered:"
+        "against ref (reference), on the cases both were asked:"
     )
     # No reference, no comparison.
     assert decide(decision.records).comparisons == ()
@@ -118,7 +127,8 @@ def test_rows_and_the_miss_text_come_from_the_figures() -> None:
     (_, rows), = decision.suites()  # fmt: skip
     table = view.suite_table(rows)
     assert table[0] == view.HEADER
-    assert table[1] == ("a", "4", "2", "1", "1", "66.7%", "20.8% to 93.9%", "-", "1.00s",
+    # The errored case counts as not passed: 2 of 4, each case its own cluster.
+    assert table[1] == ("a", "4", "2", "1", "1", "50.0%", "15.0% to 85.0%", "-", "1.00s",
                         "1.00s", "0", "0", "$0.0040")  # fmt: skip
     (miss,) = rows[0].missed()
     assert view.miss_text(miss) == (

@@ -22,23 +22,23 @@ def record(case: str, repeat: int, outcome: str) -> Record:
 
 
 def test_pass_all_and_flaky_cases_by_hand() -> None:
-    # a: right 3 of 3; b: 2 of 3 (flaky); c: 0 of 3; d: an errored asking (left out).
+    # a: right 3 of 3; b: 2 of 3 (flaky); c: 0 of 3; d: an errored asking (not right).
     outcomes = {"a": "ppp", "b": "pmp", "c": "mmm", "d": "pep"}
     records = [record(case, n, {"p": "pass", "m": "miss", "e": "error"}[o])
                for case, said in outcomes.items() for n, o in enumerate(said)]  # fmt: skip
     (summary,) = summarize(records)
     assert summary.repeats == 3
-    # Over all answers: 3 + 2 + 0 + 2 right of 3 + 3 + 3 + 2 answered = 7 of 11.
-    assert summary.accuracy == pytest.approx(7 / 11)
-    # pass^3 over the cases asked without error (a, b, c): only a, so 1 of 3.
-    assert summary.always_right == (1, 3)
-    assert summary.pass_all == pytest.approx(1 / 3)
-    assert summary.flaky == {"b": (2, 3)}
-    # The gate on the mean passes (63.6% >= 50%); on pass^3 (33.3%) it fails.
+    # Over all answers asked: 3 + 2 + 0 + 2 right of 12 = 7 of 12.
+    assert summary.accuracy == pytest.approx(7 / 12)
+    # pass^3 over the cases asked: only a, so 1 of 4.
+    assert summary.always_right == (1, 4)
+    assert summary.pass_all == pytest.approx(1 / 4)
+    assert summary.flaky == {"b": (2, 3), "d": (2, 3)}
+    # The gate on the mean passes (58.3% >= 50%); on pass^3 (25.0%) it fails.
     assert threshold_failures([summary], repeat_gate="mean") == []
     (failure,) = threshold_failures([summary], repeat_gate="all")
     assert failure_text(failure) == (
-        "s / m: pass^3 33.3% is below the threshold 50.0% by 16.7 points; missed: b, c"
+        "s / m: pass^3 25.0% is below the threshold 50.0% by 25.0 points; missed: b, c; errored: d"
     )
 
 
@@ -79,7 +79,7 @@ def test_each_case_is_asked_n_times_and_flaky_ones_are_listed(
     # Each asking has its own recording, replayed by the next run.
     recorded = sorted(p.name for p in (pytester.path / "llmeval-cache" / "reviews").iterdir())
     assert [n for n in recorded if n.startswith("kettle.")] == [
-        "kettle.m1.json", "kettle.m1.r1.json", "kettle.m1.r2.json"
+        "kettle.m1.json", "kettle.m1.r2.json", "kettle.m1.r3.json"
     ]  # fmt: skip
     on_all = pytester.runpytest("--llm-repeat=3", "--llm-repeat-gate=all", "--llm-record=none",
                                 "--llm-save=repeats.json")  # fmt: skip

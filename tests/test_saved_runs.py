@@ -3,14 +3,16 @@ applied again to saved results by `llmeval gate`, calling no model."""
 
 from __future__ import annotations
 
+import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pytest_llmeval.results.saved_run import SavedRun
 from tests.conftest import kettle_wrong, llmeval, oracle, suite_yaml, write_config
-from tests.openai_server import OpenAIServer
+from tests.openai_server import OpenAIServer, Request
 
 
 def project(pytester: pytest.Pytester, server: OpenAIServer) -> None:
@@ -18,6 +20,22 @@ def project(pytester: pytest.Pytester, server: OpenAIServer) -> None:
     server.on("m2", kettle_wrong)
     write_config(pytester, server, ["m1", "m2"])
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+
+
+# Eight cases: enough for a drop to be shown real (five of five flips one way: p = 1/32).
+EIGHT = {f"case{i}": (f"Review number {i}.", {"n": i}) for i in range(8)}
+
+
+def numbered(*wrong: int) -> Callable[[Request], dict[str, int]]:
+    """A model right on EIGHT but for the cases numbered ``wrong``."""
+
+    def answer(request: Request) -> dict[str, int]:
+        found = re.search(r"Review number (\d+)", request.last_user_content)
+        assert found is not None
+        n = int(found.group(1))
+        return {"n": -1 if n in wrong else n}
+
+    return answer
 
 
 def gate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,24 +64,35 @@ def test_save_writes_every_result_and_autosave_names_the_run(
     assert len(SavedRun.load(autosaved).records) == 6
 
 
-def test_a_baseline_lists_what_changed_and_gates_a_regression_both_ways(
+def test_a_baseline_lists_what_changed_and_gates_a_real_regression_both_ways(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
-    project(pytester, openai_server)
-    pytester.runpytest("--llm-autosave", "--llm-models=m1")
-    openai_server.on("m1", kettle_wrong)  # the same model, now wrong on the kettle
-    flags = ["--llm-models=m1", "--llm-record=all", "--llm-baseline=latest"]
-    lenient = pytester.runpytest(*flags, "--llm-max-regression=40")
-    assert lenient.ret == pytest.ExitCode.OK  # 33.3 points down, 40 allowed
+    openai_server.on("m1", numbered())
+    write_config(pytester, openai_server, ["m1"])
+    pytester.makefile(".llmeval.yaml", reviews=suite_yaml(cases=EIGHT))
+    pytester.runpytest("--llm-autosave")
+    flags = ["--llm-record=all", "--llm-baseline=latest"]
+    # The same model, now wrong on two cases: 25 points down, yet two flips one way are
+    # what noise does a quarter of the time (p = 1/4), so even a 10-point limit holds.
+    openai_server.on("m1", numbered(0, 1))
+    noise = pytester.runpytest(*flags, "--llm-max-regression=10")
+    assert noise.ret == pytest.ExitCode.OK
+    noise.stdout.fnmatch_lines(["reviews / m1 *100.0% *75.0% *-25.0 pts *"])
+    # Wrong on five: 62.5 points down, and five of five flips one way is p = 1/32.
+    openai_server.on("m1", numbered(0, 1, 2, 3, 4))
+    lenient = pytester.runpytest(*flags, "--llm-max-regression=70")
+    assert lenient.ret == pytest.ExitCode.OK  # real, but within 70 points
     strict = pytester.runpytest(*flags, "--llm-max-regression=10")
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     strict.stdout.fnmatch_lines([
         "*llmeval: against the baseline llmeval-results/*.json*",
         "suite / model *accuracy then *now *change *p50 then *now *cost then *now",
-        "reviews / m1 *100.0% *66.7% *-33.3 pts *",
-        "reviews / m1 newly failing: kettle",
-        "llmeval gate FAILED: reviews / m1: accuracy fell 33.3 points against the baseline "
-        "(100.0% to 66.7%), more than --llm-max-regression=10; newly failing: kettle",
+        "reviews / m1 *100.0% *37.5% *-62.5 pts *",
+        "reviews / m1 newly failing: case0, case1, case2, case3, case4",
+        "llmeval gate FAILED: reviews / m1: accuracy fell 62.5 points against the baseline "
+        "(100.0% to 37.5%), more than --llm-max-regression=10 and more than run-to-run noise "
+        "(5 newly failing, 0 newly passing, McNemar p = 0.031; flip rate 62.5%); newly failing: "
+        "case0, case1, case2, case3, case4",
     ])  # fmt: skip
 
 
@@ -84,8 +113,10 @@ def test_llmeval_gate_agrees_with_the_gate_of_the_run(
     assert lower.returncode == 0
     assert "llmeval gate passed: 2 suite/model pair(s) at or above threshold" in lower.stdout
     # Against a baseline: the same decision as the run's own --llm-baseline.
+    pytester.makefile(".llmeval.yaml", reviews=suite_yaml(cases=EIGHT))
+    openai_server.on("m1", numbered())
     pytester.runpytest("--llm-save=before.json", "--llm-models=m1")
-    openai_server.on("m1", kettle_wrong)
+    openai_server.on("m1", numbered(0, 1, 2, 3, 4))
     regressed = pytester.runpytest("--llm-models=m1", "--llm-record=all", "--llm-save=after.json",
                                    "--llm-baseline=before.json", "--llm-max-regression=10")  # fmt: skip
     assert regressed.ret == pytest.ExitCode.TESTS_FAILED
@@ -93,7 +124,7 @@ def test_llmeval_gate_agrees_with_the_gate_of_the_run(
                    str(pytester.path / "before.json"), "--max-regression", "10")  # fmt: skip
     assert offline.returncode == 1
     assert failed_lines(offline.stdout) == failed_lines(regressed.stdout.str())
-    assert "reviews / m1 newly failing: kettle" in offline.stdout
+    assert "reviews / m1 newly failing: case0, case1, case2, case3, case4" in offline.stdout
 
 
 def test_a_missing_baseline_and_a_limit_without_one_are_usage_errors(

@@ -115,7 +115,7 @@ def record(case: str, outcome: str, **fields: object) -> Record:
     return Record("s", case, "m", f"s::{case}", "s.yaml", 1, outcome, **fields)  # type: ignore[arg-type]
 
 
-def test_summary_counts_errors_apart_and_unknown_cost_is_not_summed() -> None:
+def test_summary_counts_an_error_as_not_passed_and_unknown_cost_is_not_summed() -> None:
     records = [
         record("a", "pass", score=1.0, latency_s=1.0, input_tokens=10, output_tokens=5, cost=0.5),
         record("b", "miss", score=0.5, latency_s=3.0, input_tokens=10, output_tokens=5, cost=0.25),
@@ -123,7 +123,8 @@ def test_summary_counts_errors_apart_and_unknown_cost_is_not_summed() -> None:
     ]
     (summary,) = summarize(records)
     assert (summary.passes, summary.misses, summary.errors) == (1, 1, 1)
-    assert summary.accuracy == 0.5
+    # The error is shown apart and is a case not passed: 1 of 3.
+    assert summary.accuracy == pytest.approx(1 / 3)
     assert summary.field_accuracy == 0.75
     assert summary.latency(0.5) == 2.0
     assert (summary.input_tokens, summary.output_tokens, summary.cost) == (20, 10, 0.75)

@@ -49,7 +49,7 @@ class ResponseCache:
     def path(self, request: LLMRequest) -> Path:
         stem = f"{_safe(request.name)}.{_safe(request.model.name)}"
         if request.repeat:
-            stem += f".r{request.repeat}"
+            stem += f".r{request.repeat + 1}"  # as the item: kettle[gpt-4-r2]
         if not request.pinned:
             stem += f".{request.key[:12]}"
         folder = self.root.joinpath(*(_safe(part) for part in request.group.split("/")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
@@ -272,13 +273,21 @@ def _message(exc: openai.APIStatusError) -> str:
     return exc.message
 
 
+# Shorter than this, a "key" is a placeholder for a local server ("x", "none"): hiding it
+# would hide those letters wherever they appear in ordinary words.
+SECRET_MIN = 8
+
+
 def redact(text: str, model: ModelSpec) -> str:
-    """Remove the model's API key from text that may be shown or stored."""
+    """Remove the model's API key from text that may be shown or stored: as a whole token
+    (not inside a longer one), and only a value long enough to be a key."""
     key = model.api_key()
     if not key:
         return text
     # The raw variable too: a key with stray whitespace may be echoed as it was set.
     for secret in {key, os.environ.get(model.api_key_env or "", ""), repr(key)[1:-1]}:
-        if secret.strip():
-            text = text.replace(secret, "***")
+        secret = secret.strip()
+        if len(secret) >= SECRET_MIN:
+            token = re.compile(rf"(?<![\w-]){re.escape(secret)}(?![\w-])")
+            text = token.sub("***", text)
     return text

@@ -43,7 +43,7 @@ def accuracy(summaries: Sequence[Summary], threshold: float | None, models: Sequ
             f'<rect class="bar" x="{plot.x(0)}" y="{y - 8}" '
             f'width="{plot.x(s.accuracy) - plot.x(0):.1f}" height="16" fill="{paint}" '
             f'fill-opacity="0.35"><title>{escape(s.model)}: '
-            f"{figure}, {s.passes} of {s.answered}</title></rect>",
+            f"{figure}, {s.passes} of {s.asked}</title></rect>",
             _error_bar(plot.x(low), plot.x(high), y, horizontal=True),
             f'<circle cx="{plot.x(s.accuracy):.1f}" cy="{y}" r="4" fill="{paint}"/>',
             plot.value(i, figure),

@@ -27,10 +27,9 @@ from pytest_llmeval.report.view import (
     pct,
     repeat_table,
     suite_table,
-    threshold_label,
+    threshold_heading,
 )
 from pytest_llmeval.results.baseline import Change
-from pytest_llmeval.results.comparison import Comparison
 from pytest_llmeval.results.gate import Decision, GateState
 from pytest_llmeval.results.records import Record, Summary
 from pytest_llmeval.results.saved_run import SavedRun
@@ -49,7 +48,7 @@ def render(saved: SavedRun, decision: Decision) -> str:
         _nav(suites, baseline=bool(changes)),
     ]
     for suite, rows in decision.suites():
-        body.append(_suite(suite, rows, models, decision.comparisons_in(suite)))
+        body.append(_suite(decision, suite, rows, models))
     if changes:
         body.append(_baseline(changes))
     body.append(_cases(saved.records, suites, models))
@@ -103,9 +102,8 @@ def _header(saved: SavedRun, state: GateState, decision: Sequence[GateLine]) -> 
     )
 
 
-def _suite(
-    suite: str, rows: Sequence[Summary], models: Sequence[str], comparisons: Sequence[Comparison]
-) -> str:
+def _suite(decision: Decision, suite: str, rows: Sequence[Summary], models: Sequence[str]) -> str:
+    comparisons = decision.comparisons_in(suite)
     threshold = rows[0].threshold
     table = _table(suite_table(rows), link=(suite, [s.model for s in rows]))
     figures = [
@@ -120,7 +118,7 @@ def _suite(
         )
     parts = [
         f"<section class='suite' id='{_anchor(suite)}'><h2>{escape(suite)} "
-        f"<small>({escape(threshold_label(threshold))})</small></h2>",
+        f"<small>({escape(threshold_heading(decision, rows))})</small></h2>",
         table,
         f"<div class='charts'>{''.join(figures)}</div>",
     ]

@@ -21,12 +21,12 @@ def properties(record: Record) -> list[tuple[str, object]]:
         "model": record.model,
         "repeat": record.repeat,
         "outcome": record.outcome,
-        "score": record.score,
+        "score": _rounded(record.score, 4),
         "fields": json.dumps(record.fields, sort_keys=True),
-        "latency_s": record.latency_s,
+        "latency_s": _rounded(record.latency_s, 3),
         "input_tokens": record.input_tokens,
         "output_tokens": record.output_tokens,
-        "cost": record.cost,
+        "cost": _rounded(record.cost, 6),
         "cached": record.cached,
     }
     return [(f"llmeval_{name}", value) for name, value in figures.items() if value is not None]
@@ -57,3 +57,8 @@ def mark_gated_misses(path: Path, decision: Decision) -> int:
         marked += in_suite
     tree.write(path, encoding="utf-8", xml_declaration=True)
     return marked
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    """A figure as a dashboard shows it: 0.0049, not 0.004900000000000001."""
+    return None if value is None else round(value, digits)

@@ -8,7 +8,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_llmeval.report.view import gate_lines, pct, suite_table, threshold_label
+from pytest_llmeval.report.view import (
+    gate_lines,
+    paired_heading,
+    paired_table,
+    pct,
+    suite_table,
+    threshold_heading,
+)
 from pytest_llmeval.results.gate import Decision
 
 MISSES_SHOWN = 10
@@ -19,8 +26,13 @@ def render(decision: Decision) -> str:
     lines += [f"**Gate: {decision.state}**", ""]
     lines += [f"- {_cell(line.text)}" for line in gate_lines(decision)]
     for suite, rows in decision.suites():
-        heading = f"### {suite} ({threshold_label(rows[0].threshold)})"
+        heading = f"### {suite} ({threshold_heading(decision, rows)})"
         lines += ["", heading, "", _table(suite_table(rows))]
+        comparisons = decision.comparisons_in(suite)
+        if comparisons and len(rows) > 1:
+            _, verdicts = paired_table(comparisons)
+            lines += ["", paired_heading(comparisons), ""]
+            lines += [f"- {_cell(verdict)}" for verdict in verdicts]
     regressed = [c for c in decision.changes if c.newly_failing or (c.drop_points or 0) > 0]
     if regressed:
         lines += ["", "### Against the baseline", ""]
@@ -34,7 +46,8 @@ def render(decision: Decision) -> str:
         lines += ["", f"### First misses ({min(len(misses), MISSES_SHOWN)} of {len(misses)})", ""]
         for record in misses[:MISSES_SHOWN]:
             diff = "; ".join(record.diff[:3]) + (" …" if len(record.diff) > 3 else "")
-            lines.append(f"- `{record.case}` [{record.model}] {record.location}: {_cell(diff)}")
+            said = "; ".join(part for part in (record.reason, diff) if part)
+            lines.append(f"- `{record.case}` [{record.model}] {record.location}: {_cell(said)}")
     return "\n".join(lines) + "\n"
 
 

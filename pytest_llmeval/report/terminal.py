@@ -15,7 +15,7 @@ from pytest_llmeval.report import view
 from pytest_llmeval.report.view import GateLine, LineKind, pct, threshold_label
 from pytest_llmeval.results.baseline import Change
 from pytest_llmeval.results.comparison import Comparison
-from pytest_llmeval.results.gate import Decision
+from pytest_llmeval.results.gate import Decision, Failure
 from pytest_llmeval.results.records import Record, Summary
 
 
@@ -43,7 +43,7 @@ def write_summary(
         _write_quiet(tw, decision)
         return
     for suite, rows in decision.suites():
-        tw.write_sep("-", f"llmeval: {suite} ({threshold_label(rows[0].threshold)})")
+        tw.write_sep("-", f"llmeval: {suite} ({view.threshold_heading(decision, rows)})")
         _table(tw, view.suite_table(rows), [(), *(_row_styles(s, decision) for s in rows)])
         fields = view.field_table(rows)
         if fields:
@@ -80,7 +80,7 @@ def _write_quiet(tw: Writer, decision: Decision) -> None:
     """-q: one line per suite and model, and the gate's decision."""
     for s in decision.summaries:
         figures = [
-            f"{pct(s.accuracy)} ({s.passes} of {s.answered}"
+            f"{pct(s.accuracy)} ({s.passes} of {s.asked}"
             + (f", 95% CI {view.interval_text(s)})" if s.interval else ")"),
             f"errors {s.errors}" if s.errors else "",
             f"fields {pct(s.field_accuracy)}" if s.field_rates else "",
@@ -92,13 +92,16 @@ def _write_quiet(tw: Writer, decision: Decision) -> None:
         line = f"llmeval {s.suite} / {s.model}: {', '.join(f for f in figures if f)}"
         tw.write_line(f"{line}: {state} ({threshold_label(s.threshold)})",
                       red=state == "FAILED", green=state == "passed")  # fmt: skip
-    regressed = decision.regressed
-    for failure in regressed:
+    regressed, against = decision.regressed, decision.against_reference
+    own_lines: list[Failure] = [*regressed, *against]  # not "below threshold": said whole
+    for failure in own_lines:
         tw.write_line(f"llmeval gate FAILED: {view.failure_text(failure)}", red=True, bold=True)
     if decision.failures:
+        write_gate(tw, [line for line in view.gate_lines(decision) if line.kind == "rule"])
         below = len(decision.below_threshold)
         tw.write_line(f"llmeval gate FAILED: {below} suite/model pair(s) below threshold"
-                      + (f", {len(regressed)} regressed" if regressed else ""),
+                      + (f", {len(regressed)} regressed" if regressed else "")
+                      + (f", {len(against)} against the reference" if against else ""),
                       red=True, bold=True)  # fmt: skip
     else:
         write_gate(tw, view.gate_lines(decision))

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pytest_llmeval.results.baseline import Change
-from pytest_llmeval.results.comparison import DECISIVE, SIGNIFICANCE, Comparison
+from pytest_llmeval.results.comparison import SIGNIFICANCE, Comparison
 from pytest_llmeval.results.gate import (
     CONFIDENCE,
+    ComparisonFailure,
     Decision,
     Failure,
     GateFailure,
@@ -41,6 +42,19 @@ def threshold_label(threshold: float | None) -> str:
     return f"threshold {threshold * 100:g}%" if threshold is not None else "no threshold"
 
 
+def threshold_heading(decision: Decision, rows: Sequence[Summary]) -> str:
+    """A suite's threshold as its heading says it, with what it takes: "threshold 90%:
+    needs 54 of 60"."""
+    label = threshold_label(rows[0].threshold)
+    if rows[0].threshold is None:
+        return label
+    need = decision.threshold_need(rows[0])
+    cases = rows[0].cases
+    if need is None:
+        return f"{label}: not reachable with {cases} cases"
+    return f"{label}: needs {need} of {cases}"
+
+
 def dollars(value: float | None) -> str:
     return f"${value:.4f}" if value is not None else "unknown"
 
@@ -50,7 +64,8 @@ def seconds(value: float | None) -> str:
 
 
 def points(value: float) -> str:
-    return f"{value * 100:+.1f} pts"
+    shown = f"{value * 100:+.1f}"
+    return f"{'0.0' if shown in ('+0.0', '-0.0') else shown} pts"
 
 
 def interval_text(s: Summary) -> str:
@@ -59,9 +74,9 @@ def interval_text(s: Summary) -> str:
 
 
 def row(s: Summary) -> Row:
-    """A model's row of the suite table."""
+    """A model's row of the suite table: answers asked, and how they went."""
     return (
-        s.model, str(len(s.records)), str(s.passes), str(s.misses), str(s.errors),
+        s.model, str(s.asked), str(s.passes), str(s.misses), str(s.errors),
         pct(s.accuracy), interval_text(s), pct(s.field_accuracy),
         seconds(s.latency(0.5)), seconds(s.latency(0.99)),
         f"{s.input_tokens:,}", f"{s.output_tokens:,}", dollars(s.cost),
@@ -69,10 +84,12 @@ def row(s: Summary) -> Row:
 
 
 def suite_table(rows: Sequence[Summary]) -> list[Row]:
-    """A suite's model table, header first; the judge's cost apart from the model's."""
+    """A suite's model table, header first; the judge's cost apart from the model's. Asked
+    several times, a case's answers are counted each: the column says answers."""
+    header = HEADER if all(s.repeats == 1 for s in rows) else ("model", "answers", *HEADER[2:])
     if any(s.judged for s in rows):
-        return [(*HEADER, "judge cost"), *((*row(s), dollars(s.judge_cost)) for s in rows)]
-    return [HEADER, *(row(s) for s in rows)]
+        return [(*header, "judge cost"), *((*row(s), dollars(s.judge_cost)) for s in rows)]
+    return [header, *(row(s) for s in rows)]
 
 
 def field_table(rows: Sequence[Summary]) -> list[Row]:
@@ -93,55 +110,92 @@ def repeat_table(rows: Sequence[Summary]) -> list[Row]:
         flaky = ", ".join(f"{case} ({right} of {asked})" for case, (right, asked)
                           in sorted(s.flaky.items()))  # fmt: skip
         right, cases = s.always_right
-        lines.append((s.model, str(s.answered), pct(s.accuracy),
+        lines.append((s.model, str(s.asked), pct(s.accuracy),
                       f"{pct(s.pass_all)} ({right} of {cases})", flaky or "none"))  # fmt: skip
     return lines
 
 
 PAIRED_HEADER = (
     "candidate", "cases", "both right", "both wrong", "only reference", "only candidate",
-    "difference", "95% CI", "McNemar p",
+    "difference", "95% CI", "p",
 )  # fmt: skip
 
 
 def paired_heading(comparisons: Sequence[Comparison]) -> str:
-    return f"against {comparisons[0].reference} (reference), on the cases both answered:"
+    return f"against {comparisons[0].reference} (reference), on the cases both were asked:"
+
+
+def p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _adjusted(c: Comparison, p: float, bar: str = "") -> str:
+    """A p-value as the verdict uses it (``bar``: what it is held against), saying when it
+    is Holm-adjusted over the candidate's several comparisons."""
+    said = p_text(p) + bar
+    if c.family == 1:
+        return said
+    return f"{said}; Holm-adjusted over {c.family} comparisons of {c.candidate}"
 
 
 def paired_table(comparisons: Sequence[Comparison]) -> tuple[list[Row], list[str]]:
-    """Each model against the reference on the cases both answered (header first), and
-    what it shows."""
+    """Each model against the reference on the cases both were asked (header first), and
+    what it shows: the verdict, and with a swap margin whether the candidate is within it."""
     rows: list[Row] = [PAIRED_HEADER]
     verdicts = []
     for c in comparisons:
         paired = c.paired
         if not paired.cases:
-            verdicts.append(f"{c.candidate}: no case answered by both")
+            verdicts.append(f"{c.candidate}: no case asked of both")
             continue
         low, high = paired.interval()
         rows.append((
             c.candidate, str(paired.cases), str(paired.both), str(paired.neither),
             str(paired.only_reference), str(paired.only_candidate),
             points(paired.difference), f"{points(low)} to {points(high)}",
-            f"{paired.p_value:.3f}",
+            p_text(paired.p_value).removeprefix("p = "),
         ))  # fmt: skip
-        if c.significant:
-            direction = "WORSE" if c.worse else "BETTER"
-            verdicts.append(f"{c.candidate}: {direction} than {c.reference} "
-                            f"(p = {paired.p_value:.3f} < {SIGNIFICANCE:g})")  # fmt: skip
-            continue
-        verdict = (
-            f"{c.candidate}: no significant difference from {c.reference} "
-            f"(p = {paired.p_value:.3f}); the data does not show it worse or better"
-        )
-        if c.too_few:
-            differing = paired.only_reference + paired.only_candidate
-            verdict += (
-                f": they differ on {differing} case(s), and it takes at least "
-                f"{DECISIVE} to show anything"
-            )
-        verdicts.append(verdict)
+        verdicts.append(verdict_text(c))
+        if c.margin is not None:
+            verdicts.append(margin_text(c))
     return rows, verdicts
+
+
+def verdict_text(c: Comparison) -> str:
+    paired = c.paired
+    if c.significant:
+        direction = "WORSE" if c.worse else "BETTER"
+        return (f"{c.candidate}: {direction} than {c.reference} "
+                f"({_adjusted(c, c.adjusted_p, f' < {SIGNIFICANCE:g}')})")  # fmt: skip
+    verdict = (
+        f"{c.candidate}: no significant difference from {c.reference} "
+        f"({_adjusted(c, c.adjusted_p)}); the data does not show it worse or better"
+    )
+    if c.too_few:
+        differing = paired.only_reference + paired.only_candidate
+        needed = paired.decisive()
+        verdict += f": they differ on {differing} case(s), and " + (
+            f"it takes at least {needed} to show anything"
+            if needed <= paired.cases
+            else f"no split of {paired.cases} cases can show anything"
+        )
+    return verdict
+
+
+def margin_text(c: Comparison) -> str:
+    """The swap question's answer: how much worse the candidate could be, against the margin."""
+    assert c.margin is not None
+    worst = -c.paired.worst() * 100
+    could = (
+        f"could be up to {worst:.1f} points worse than {c.reference}"
+        if worst > 0.05
+        else f"is shown no worse than {c.reference}"
+    )
+    said = f"{c.candidate}: {could} (one-sided 95% bound; margin {c.margin * 100:g})"
+    if c.within_margin:
+        return f"{said}: within the margin"
+    held = f" ({_adjusted(c, c.adjusted_margin_p)})" if c.family > 1 else ""
+    return f"{said}: not shown within the margin{held}"
 
 
 BASELINE_HEADER = (
@@ -174,20 +228,35 @@ def failure_text(failure: Failure) -> str:
     """Which suite and model failed, by how much, and the cases behind it."""
     if isinstance(failure, RegressionFailure):
         change = failure.change
-        more = len(change.newly_failing) - LISTED
+        flips = (
+            f"{len(change.newly_failing)} newly failing, {len(change.newly_passing)} newly passing"
+        )
         return (
             f"{change.suite} / {change.model}: accuracy fell {change.drop_points:.1f} points "
             f"against the baseline ({pct(change.before.accuracy)} to "
-            f"{pct(change.now.accuracy)}), more than --llm-max-regression={failure.limit:g}; "
-            f"newly failing: {', '.join(change.newly_failing[:LISTED]) or 'none'}"
-            + (f" (+{more} more)" if more > 0 else "")
+            f"{pct(change.now.accuracy)}), more than --llm-max-regression={failure.limit:g} "
+            f"and more than run-to-run noise ({flips}, McNemar {p_text(change.p_value)}; "
+            f"flip rate {pct(change.flip_rate)}); newly failing: " + _listed(change.newly_failing)
         )
+    if isinstance(failure, ComparisonFailure):
+        c = failure.comparison
+        if failure.reason == "worse":
+            return (
+                f"{c.suite} / {c.candidate}: WORSE than {c.reference} by "
+                f"{-c.paired.difference * 100:.1f} points on {c.paired.cases} cases "
+                f"({_adjusted(c, c.adjusted_p)}): {c.paired.only_reference} right only by "
+                f"{c.reference}, {c.paired.only_candidate} only by {c.candidate}"
+            )
+        return f"{c.suite} / {margin_text(c)}"
     return _below_text(failure)
 
 
+def _listed(cases: Sequence[str]) -> str:
+    more = f" (+{len(cases) - LISTED} more)" if len(cases) > LISTED else ""
+    return (", ".join(cases[:LISTED]) or "none") + more
+
+
 def _below_text(f: GateFailure) -> str:
-    shown = ", ".join(f.missed[:LISTED])
-    more = f" (+{len(f.missed) - LISTED} more)" if len(f.missed) > LISTED else ""
     what = (
         f"{f.measure} {f.value:.1%}"
         if f.bound is None
@@ -195,7 +264,8 @@ def _below_text(f: GateFailure) -> str:
     )
     return (
         f"{f.suite} / {f.model}: {what} is below the threshold {f.threshold:.1%} "
-        f"by {(f.threshold - f.held) * 100:.1f} points; missed: {shown or 'none'}{more}"
+        f"by {(f.threshold - f.held) * 100:.1f} points; missed: {_listed(f.missed)}"
+        + (f"; errored: {_listed(f.errored)}" if f.errored else "")
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pytest_llmeval.results.records import Record, Summary, summarize
 from pytest_llmeval.results.saved_run import ResultsFileError, SavedRun
+from pytest_llmeval.results.stats import mcnemar_one_sided
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,21 @@ class Change:
     now: Summary
     newly_failing: tuple[str, ...]  # passed (every time) then; not now
     newly_passing: tuple[str, ...]
+    shared: int = 0  # cases in both runs
+
+    @property
+    def flip_rate(self) -> float | None:
+        """The share of the cases in both runs that changed side, either way: how much a
+        model moves from run to run (at temperature 0, a changed model or prompt)."""
+        if not self.shared:
+            return None
+        return (len(self.newly_failing) + len(self.newly_passing)) / self.shared
+
+    @property
+    def p_value(self) -> float:
+        """McNemar's exact one-sided test that the drop is real: the newly failing against
+        the newly passing cases, were either as likely."""
+        return mcnemar_one_sided(len(self.newly_failing), len(self.newly_passing))
 
     @property
     def suite(self) -> str:
@@ -51,6 +67,7 @@ def compare(before: Sequence[Record], now: Sequence[Record]) -> list[Change]:
                 summary,
                 newly_failing=tuple(sorted((passed_then & cases_now) - passed_now)),
                 newly_passing=tuple(sorted((passed_now & cases_then) - passed_then)),
+                shared=len(cases_now & cases_then),
             )
         )
     return changes

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from pytest_llmeval.results.stats import percentile, wilson
+from pytest_llmeval.results.stats import clustered_wilson, percentile
 
 RecordOutcome = Literal["pass", "miss", "error"]
 
@@ -23,6 +23,7 @@ class Record:
     line: int
     outcome: RecordOutcome
     threshold: float | None = None
+    own_threshold: bool = False  # the suite's own `threshold:` (--llm-threshold leaves it)
     score: float | None = None
     fields: dict[str, bool] = field(default_factory=dict)
     reason: str = ""
@@ -92,17 +93,27 @@ class Summary:
         return self._count("error")
 
     @property
-    def answered(self) -> int:
-        return self.passes + self.misses
+    def asked(self) -> int:
+        """Answers asked for (every repeat of every case), errored ones included."""
+        return len(self.records)
+
+    @property
+    def cases(self) -> int:
+        return len(self._by_case())
 
     @property
     def accuracy(self) -> float | None:
-        """passes / (passes + misses); errors count neither way. None when nothing was answered."""
-        return self.passes / self.answered if self.answered else None
+        """passes / answers asked: an errored answer is one not passed (a model that answers
+        nothing is at 0%, never spared a verdict). None when nothing was asked."""
+        return self.passes / self.asked if self.asked else None
 
     @property
     def interval(self) -> tuple[float, float] | None:
-        return wilson(self.passes, self.answered) if self.answered else None
+        """The accuracy's 95% interval, each case one cluster of its repeats."""
+        if not self.asked:
+            return None
+        means = [sum(v) / len(v) for v in self._verdicts().values()]
+        return clustered_wilson(means, self.asked)
 
     @property
     def field_rates(self) -> dict[str, float]:
@@ -163,16 +174,16 @@ class Summary:
     def repeats(self) -> int:
         return 1 + max((r.repeat for r in self.records), default=0)
 
-    def _verdicts(self) -> dict[str, list[bool]]:
-        """Each case's verdicts over its repeats, for cases with no errored answer."""
+    def _by_case(self) -> dict[str, list[Record]]:
         by_case: dict[str, list[Record]] = {}
         for record in self.records:
             by_case.setdefault(record.case, []).append(record)
-        return {
-            case: [r.outcome == "pass" for r in records]
-            for case, records in by_case.items()
-            if all(r.outcome != "error" for r in records)
-        }
+        return by_case
+
+    def _verdicts(self) -> dict[str, list[bool]]:
+        """Each case's verdicts over its repeats; an errored answer is not right."""
+        return {case: [r.outcome == "pass" for r in records]
+                for case, records in self._by_case().items()}  # fmt: skip
 
     @property
     def always_passed(self) -> set[str]:
@@ -181,7 +192,7 @@ class Summary:
 
     @property
     def always_right(self) -> tuple[int, int]:
-        """(cases right in every repeat, cases answered every time): pass^N's parts."""
+        """(cases right in every repeat, cases asked): pass^N's parts."""
         verdicts = self._verdicts().values()
         return sum(all(v) for v in verdicts), len(verdicts)
 
