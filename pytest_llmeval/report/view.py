@@ -173,7 +173,7 @@ def verdict_text(c: Comparison) -> str:
     )
     if c.too_few:
         differing = paired.only_reference + paired.only_candidate
-        needed = paired.decisive()
+        needed = paired.decisive(c.family)
         verdict += f": they differ on {differing} case(s), and " + (
             f"it takes at least {needed} to show anything"
             if needed <= paired.cases

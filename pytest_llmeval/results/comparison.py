@@ -60,11 +60,13 @@ class Paired:
         could be."""
         return self.interval(ONE_SIDED_95)[0]
 
-    def decisive(self) -> int:
+    def decisive(self, family: int = 1) -> int:
         """How many cases must differ, all one way, before any split of them can show a
-        difference at 5% on this many cases."""
+        difference at 5% on this many cases; with ``family`` comparisons Holm-adjusted,
+        at 5% / family (what the smallest of them is held to)."""
+        level = SIGNIFICANCE / family
         return next(k for k in range(1, self.cases + 2)
-                    if k > self.cases or paired_p(k, 0, self.cases) < SIGNIFICANCE)  # fmt: skip
+                    if k > self.cases or paired_p(k, 0, self.cases) < level)  # fmt: skip
 
 
 def pair(reference: Iterable[Record], candidate: Iterable[Record]) -> Paired:
@@ -115,7 +117,7 @@ class Comparison:
     def too_few(self) -> bool:
         """So few cases differ that even all of them going one way would show nothing."""
         differing = self.paired.only_reference + self.paired.only_candidate
-        return differing < self.paired.decisive()
+        return differing < self.paired.decisive(self.family)
 
     @property
     def within_margin(self) -> bool | None:
