@@ -38,3 +38,10 @@ def test_the_report_benchmark_runs_and_draws_every_answer() -> None:
     out = quick("report.py")
     assert "PASS  every page drawn has all 600 answers" in out
     assert out.count("skip") == 4, out  # the four ratios, judged at full size only
+
+
+def test_the_verdicts_benchmark_runs_and_every_bound_holds() -> None:
+    out = quick("verdicts.py")
+    assert "FAIL" not in out
+    # Targets 1 and 3 to 7 (2, the power table, has no bound).
+    assert sum(line.startswith("PASS  ") for line in out.splitlines()) == 6, out

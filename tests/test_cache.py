@@ -102,8 +102,8 @@ def test_names_that_are_not_file_names_stay_distinct(tmp_path: Path) -> None:
     assert cache.path(odd).parent == tmp_path / "a" / "b"
     assert cache.path(odd).name.startswith("kettle.ft_gpt-3.5-turbo_acme__x-")
     assert cache.path(odd) != cache.path(twin)
-    unpinned = dataclasses.replace(REQUEST, pinned=False, repeat=2)
-    assert cache.path(unpinned).name == f"kettle.local.r2.{unpinned.key[:12]}.json"
+    unpinned = dataclasses.replace(REQUEST, pinned=False, repeat=2)  # the third asking
+    assert cache.path(unpinned).name == f"kettle.local.r3.{unpinned.key[:12]}.json"
 
 
 WRITER = textwrap.dedent("""

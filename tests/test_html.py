@@ -177,7 +177,7 @@ def test_the_example_suites_report_holds_every_model_and_every_miss(tmp_path: Pa
     assert any(r.judge_grades and r.outcome == "miss" for r in saved.records)
 
     # The verdict against the reference model, and the gate's decision, in the same words.
-    assert "local-gemma-rp1: no significant difference from local-gemma (p = 1.000)" in text
+    assert "local-gemma-rp1: no significant difference from local-gemma (p = 1.000; Holm" in text
     assert "FAILED: product-reviews / local-gemma: accuracy 0.0% is below the threshold" in text
 
     # The same page again from the results file alone.

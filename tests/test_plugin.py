@@ -28,7 +28,7 @@ def test_all_right_passes_the_gate(pytester: pytest.Pytester, openai_server: Ope
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines([
         "*reviews.llmeval.yaml::desk-chair[[]m1[]] PASSED*",
-        "*llmeval: reviews (threshold 90%)*",
+        "*llmeval: reviews (threshold 90%: needs 3 of 3)*",
         "*llmeval gate passed*",
     ])  # fmt: skip
     row = table_row(result.stdout.str(), "m1")
@@ -60,7 +60,7 @@ def test_gate_fails_below_threshold_naming_suite_model_and_cases(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
-def test_command_line_threshold_beats_ini_and_suite_threshold_beats_both(
+def test_command_line_threshold_beats_ini_and_a_suites_own_threshold_beats_both(
     pytester: pytest.Pytester, openai_server: OpenAIServer
 ) -> None:
     openai_server.on(
@@ -72,7 +72,9 @@ def test_command_line_threshold_beats_ini_and_suite_threshold_beats_both(
     assert pytester.runpytest("--llm-threshold=0.6").ret == pytest.ExitCode.OK
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml(threshold=0.5))
     result = pytester.runpytest("--llm-threshold=0.99")
-    result.stdout.fnmatch_lines(["*llmeval: reviews (threshold 50%)*", "*llmeval gate passed*"])
+    result.stdout.fnmatch_lines(
+        ["*llmeval: reviews (threshold 50%: needs 2 of 3)*", "*llmeval gate passed*"]
+    )
     assert result.ret == pytest.ExitCode.OK
 
 
@@ -163,7 +165,7 @@ def test_a_bad_case_file_is_one_located_error_and_the_rest_still_runs(
         "*ERROR at setup of other.llmeval.yml::invalid-suite*",
         "other.llmeval.yml:9: case 'desk-chair': unknown key 'expcted' in a case "
         "(did you mean 'expected'?)*",
-        "*llmeval: reviews (threshold 90%)*",
+        "*llmeval: reviews (threshold 90%: needs 3 of 3)*",
     ])  # fmt: skip
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
@@ -397,7 +399,7 @@ def test_python_tests_with_the_llmeval_fixture_count_in_the_table(
     result.stdout.fnmatch_lines([
         "test_chain.py::test_extracts_the_kettle[[]good[]] PASSED*",
         "test_chain.py::test_extracts_the_kettle[[]bad[]] MISS*",
-        "*llmeval: chains (threshold 50%)*",
+        "*llmeval: chains (threshold 50%: needs 1 of 1)*",
         "MISS test_chain.py::test_extracts_the_kettle[[]bad[]]  (test_chain.py:8)",
         "    star_rating: expected 5, got 1",
         "llmeval gate FAILED: chains / bad: accuracy 0.0% *missed: test_extracts_the_kettle",
