@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _terminate_as_interrupt(config)
     options.check_ini_keys(config)
     settings = options.Settings.from_config(config)
     try:
@@ -72,6 +75,25 @@ def pytest_configure(config: pytest.Config) -> None:
         publisher = Publisher(config.rootpath, config.invocation_params.dir, settings, models,
                               upload=upload, save=save)  # fmt: skip
     config.pluginmanager.register(ResultsCollector(config, publisher), "llmeval-results")
+
+
+def _terminate_as_interrupt(config: pytest.Config) -> None:
+    """SIGTERM (what CI runners and `timeout` send) ends the run as Ctrl-C does: pytest
+    finishes the session, so what finished is saved and reported, xdist workers stop and
+    the temporary share directory is removed. A handler someone else installed is kept."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name} received")
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    config.add_cleanup(restore)
 
 
 def _load_baseline(config: pytest.Config, settings: options.Settings) -> None:
