@@ -180,16 +180,24 @@ class CaseItem(pytest.Item):
         try:
             self.completion = run_of(self.config).answer(pending)
         except CallError as exc:
-            self._error(f"no answer: {exc}")
+            self._error(f"no answer: {exc}", attempts=exc.attempts, rate_limited=exc.rate_limited)
         if judging_ is not None:
             try:
                 self.judged = run_of(self.config).result(judging_)
             except CallError as exc:
                 self._error(f"not judged: {exc}")
 
-    def _error(self, failure: str) -> NoReturn:
-        """No verdict: an ERROR, recorded with whatever answer there was."""
-        extra = _answered(self.completion) if self.completion is not None else {}
+    def _error(self, failure: str, *, attempts: int = 0, rate_limited: int = 0) -> NoReturn:
+        """No verdict: an ERROR, recorded with whatever answer there was, and the attempts
+        and 429s it took (every 429 counts, a request's that failed for good too)."""
+        extra: dict[str, Any] = {"attempts": attempts, "rate_limited": rate_limited}
+        if self.completion is not None:  # answered, then not judged
+            done = self.completion
+            extra = {
+                **_answered(done),
+                "attempts": done.attempts,
+                "rate_limited": done.rate_limited,
+            }
         self.stash[RECORD] = self._record(outcome="error", reason=failure, **extra)
         # From None: the cause is in the message already, so pytest shows it once.
         raise pytest.fail.Exception(f"{self.request.where}: {failure}", pytrace=False) from None

@@ -105,7 +105,9 @@ class LLM:
             try:
                 done = run_of(item.config).answer(pending)
             except CallError as exc:
-                item.stash[RECORD] = self._record(outcome="error", reason=str(exc))
+                item.stash[RECORD] = self._record(outcome="error", reason=str(exc),
+                                                  attempts=exc.attempts,
+                                                  rate_limited=exc.rate_limited)  # fmt: skip
                 # From None: the cause is in the message already, so pytest shows it once.
                 failure = f"{pending.request.where}: no answer: {exc}"
                 raise pytest.fail.Exception(failure, pytrace=False) from None

@@ -16,31 +16,52 @@ Endpoints:
 * ``GET /v1/models`` and ``GET /v1/models/{id}``: the scripted model ids.
 * anything else: 404 with OpenAI's error shape.
 
+Faults: a :class:`Reply` with ``fault`` set misbehaves at the connection level (a reset, a
+hang, a trickle, a body cut short), and ``body`` sends any bytes at all. A
+:class:`FaultPlan` draws faults by rate from a seed, for each request and attempt alike in
+every run, whatever the order requests arrive in; :class:`Faulty` puts a plan in front of a
+handler::
+
+    plan = FaultPlan(rate=0.25, seed=7)
+    faulty = Faulty(plan, answer)          # a handler: a fault, or answer(request)
+    server.on_any(faulty)
+    plan.outcome("m\0<last user message>", max_retries=2)  # what the SDK will end with
+
 Standard library only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
+import select
 import socket
+import struct
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
-from types import TracebackType
-from typing import Any, TypeAlias
+from types import MappingProxyType, TracebackType
+from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 __all__ = [
+    "FAULT_KINDS",
+    "FINAL_FAULTS",
+    "Fault",
+    "FaultPlan",
+    "Faulty",
     "Handler",
     "OpenAIServer",
+    "Outcome",
     "Reply",
     "ReplyValue",
     "Request",
@@ -52,6 +73,20 @@ MODELS_PATH = "/v1/models"
 
 # How long stop() waits, in total, for handler threads that are still running user code.
 _STOP_JOIN_SECONDS = 1.0
+# How often a hanging or trickling handler looks whether the client or the server has gone.
+_HOLD_POLL_SECONDS = 0.05
+
+Fault: TypeAlias = Literal["reset", "hang", "trickle", "truncate"]
+"""Connection-level misbehaviour of a :class:`Reply`:
+
+* ``reset``: the connection is reset (TCP RST) before anything is sent.
+* ``hang``: nothing is sent; the connection is held until the client gives up (or stop()).
+* ``trickle``: the status line and headers are sent, then the body's leading whitespace one
+  byte every ``trickle_interval`` seconds: ``trickle_bytes`` of it and then the answer, or,
+  with ``trickle_bytes`` None, for as long as the client listens.
+* ``truncate``: the headers announce the whole body; half of it is sent, then the
+  connection is closed.
+"""
 
 
 @dataclass
@@ -74,6 +109,12 @@ class Reply:
     """Default: whitespace-separated words in all message contents of the request."""
     completion_tokens: int | None = None
     """Default: whitespace-separated words in ``content``."""
+    fault: Fault | None = None
+    """Misbehave at the connection level instead of answering (see :data:`Fault`)."""
+    trickle_interval: float = 1.0
+    """``fault="trickle"``: seconds between bytes."""
+    trickle_bytes: int | None = None
+    """``fault="trickle"``: bytes of whitespace before the answer; None trickles for ever."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +215,9 @@ class _Response:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    fault: Fault | None = None
+    trickle_interval: float = 1.0
+    trickle_bytes: int | None = None
 
 
 def _json_response(status: int, value: object, headers: dict[str, str] | None = None) -> _Response:
@@ -352,12 +396,53 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if response is None or self.server.stopping.is_set():
             self.close_connection = True
             return
+        if response.fault is not None:
+            self.close_connection = True
+            self._misbehave(response)
+            return
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
         self.wfile.write(response.body)
+
+    def _misbehave(self, response: _Response) -> None:
+        conn: socket.socket = self.connection
+        stopping = self.server.stopping
+        if response.fault == "reset":
+            # Linger 0: close() sends RST instead of FIN.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+            return
+        if response.fault == "hang":
+            while not stopping.wait(_HOLD_POLL_SECONDS) and not _client_gone(conn):
+                pass
+            return
+        body = response.body
+        endless = response.fault == "trickle" and response.trickle_bytes is None
+        padding = 0 if response.fault != "trickle" else (response.trickle_bytes or 0)
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        # A trickle for ever announces more than it will ever send.
+        length = 1 << 40 if endless else padding + len(body)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.flush()
+        if response.fault == "truncate":
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            conn.shutdown(socket.SHUT_RDWR)
+            return
+        sent = 0
+        while endless or sent < padding:
+            if stopping.wait(response.trickle_interval) or _client_gone(conn):
+                return
+            self.wfile.write(b" ")
+            self.wfile.flush()
+            sent += 1
+        self.wfile.write(body)
 
 
 class OpenAIServer:
@@ -569,6 +654,15 @@ class OpenAIServer:
         return _reply_response(request, reply)
 
 
+def _client_gone(conn: socket.socket) -> bool:
+    """Whether the client closed its side (or the connection broke)."""
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+        return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 def _normal_path(path: str) -> str:
     return path.rstrip("/") or "/"
 
@@ -582,6 +676,14 @@ def _model_not_found(model: str) -> _Response:
 
 
 def _reply_response(request: Request, reply: Reply) -> _Response:
+    response = _plain_response(request, reply)
+    response.fault = reply.fault
+    response.trickle_interval = reply.trickle_interval
+    response.trickle_bytes = reply.trickle_bytes
+    return response
+
+
+def _plain_response(request: Request, reply: Reply) -> _Response:
     extra = {"x-request-id": f"req_{uuid.uuid4().hex}"}
     extra.update(reply.headers)
     if reply.body is not None:
@@ -658,3 +760,176 @@ def _case_insensitive_update(base: dict[str, str], extra: dict[str, str]) -> dic
             del result[existing]
         result[name] = value
     return result
+
+
+# -- faults by plan ------------------------------------------------------------------------
+
+FAULT_KINDS: tuple[str, ...] = (
+    "reset",  # the connection reset before anything is sent
+    "hang",  # nothing sent until the client gives up
+    "trickle",  # headers, then whitespace a byte at a time, for ever
+    "truncate",  # the body cut off half way and the connection closed
+    "429",  # rate limited, with Retry-After
+    "429-bare",  # rate limited, no Retry-After (the SDK backs off on its own)
+    "429-storm",  # rate limited, with Retry-After, on this and every later attempt
+    "500",
+    "503",
+    "cut-json",  # 200 with a JSON body cut short (its Content-Length matching)
+    "not-openai",  # 200 with JSON that is no chat completion
+    "empty-choices",  # 200, a chat completion with no choices
+)
+"""Every fault a :class:`FaultPlan` draws from."""
+
+FINAL_FAULTS = frozenset({"cut-json", "not-openai", "empty-choices"})
+"""Faults the SDK does not retry (a 200 it cannot read): the request fails at once.
+Every other fault is retried while retries are left."""
+
+RATE_LIMITS = frozenset({"429", "429-bare", "429-storm"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a request under a plan comes to, through the SDK's retries."""
+
+    answered: bool  # False: an error
+    attempts: int  # requests the server receives for it
+    faults: tuple[str, ...]  # the fault of each attempt that had one, in order
+
+    @property
+    def rate_limited(self) -> int:
+        return sum(kind in RATE_LIMITS for kind in self.faults)
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Faults drawn by rate from a seed: each attempt of each request (named by a key) has
+    its fault, or none, whatever order requests arrive in and however often the run is
+    repeated. An attempt is the SDK's ``x-stainless-retry-count`` (0 for the first)."""
+
+    rate: float  # share of attempts with a fault
+    seed: int = 0
+    # Relative weights of the kinds drawn (default: every kind of FAULT_KINDS alike).
+    kinds: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType(dict.fromkeys(FAULT_KINDS, 1.0))
+    )
+    retry_after: str = "0.05"  # the Retry-After of "429" and "429-storm"
+    trickle_interval: float = 0.25  # seconds between the bytes of a trickle
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
+        if not 0 <= self.rate <= 1:
+            raise ValueError("rate must be between 0 and 1")
+
+    def fault(self, key: str, attempt: int) -> str | None:
+        """The fault of this attempt of the request named ``key``, or None (answered)."""
+        drawn = [self._draw(key, n) for n in range(attempt + 1)]
+        if "429-storm" in drawn:
+            return "429-storm"  # a storm, once begun, lasts
+        return drawn[-1]
+
+    def outcome(self, key: str, max_retries: int) -> Outcome:
+        """Where the SDK, retrying up to ``max_retries`` times, ends with this request."""
+        faults: list[str] = []
+        for attempt in range(max_retries + 1):
+            kind = self.fault(key, attempt)
+            if kind is None:
+                return Outcome(True, attempt + 1, tuple(faults))
+            faults.append(kind)
+            if kind in FINAL_FAULTS:
+                return Outcome(False, attempt + 1, tuple(faults))
+        return Outcome(False, max_retries + 1, tuple(faults))
+
+    def reply(self, kind: str, answer: Reply) -> Reply:
+        """The reply that serves fault ``kind`` (``answer``: what the request would get)."""
+        connection: dict[str, Fault] = {"reset": "reset", "hang": "hang", "truncate": "truncate"}
+        if kind in connection:
+            return Reply(content=answer.content, fault=connection[kind])
+        if kind == "trickle":
+            return Reply(content=answer.content, fault="trickle",
+                         trickle_interval=self.trickle_interval)  # fmt: skip
+        if kind in ("429", "429-storm"):
+            return Reply(status=429, error_message="Rate limit reached (fault plan)",
+                         headers={"Retry-After": self.retry_after})  # fmt: skip
+        if kind == "429-bare":
+            return Reply(status=429, error_message="Rate limit reached (fault plan)")
+        if kind in ("500", "503"):
+            return Reply(status=int(kind), error_message=f"fault plan: {kind}")
+        if kind == "cut-json":
+            whole = json.dumps(
+                {
+                    "object": "chat.completion",
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": answer.content}}
+                    ],
+                }
+            )
+            return Reply(body=whole[: len(whole) // 2].encode())  # fmt: skip
+        if kind == "not-openai":
+            return Reply(body=json.dumps({"result": answer.content, "ok": True}).encode())
+        if kind == "empty-choices":
+            body = {"id": "chatcmpl-empty", "object": "chat.completion", "created": 0,
+                    "model": "fault-plan", "choices": []}  # fmt: skip
+            return Reply(body=json.dumps(body).encode())
+        raise ValueError(f"unknown fault kind: {kind!r}")
+
+    def _draw(self, key: str, attempt: int) -> str | None:
+        if self._uniform(key, attempt, "whether") >= self.rate:
+            return None
+        total = sum(self.kinds.values())
+        point = self._uniform(key, attempt, "which") * total
+        for kind, weight in self.kinds.items():
+            point -= weight
+            if point < 0:
+                return kind
+        return list(self.kinds)[-1]
+
+    def _uniform(self, key: str, attempt: int, purpose: str) -> float:
+        digest = hashlib.sha256(f"{self.seed}\0{key}\0{attempt}\0{purpose}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def request_key(request: Request) -> str:
+    """The default key of a request in a plan: its model and last user message."""
+    return f"{request.model}\0{request.last_user_content}"
+
+
+class Faulty:
+    """A handler that serves each attempt its planned fault, or ``answer``'s reply.
+
+    The attempt is the SDK's ``x-stainless-retry-count``; a client that sends none has its
+    requests counted per key instead. ``served`` counts what was sent, by fault kind
+    ("answer" for none); ``attempts`` the requests per key.
+    """
+
+    def __init__(
+        self,
+        plan: FaultPlan,
+        answer: Handler,
+        key: Callable[[Request], str] = request_key,
+    ) -> None:
+        self.plan = plan
+        self._answer = answer
+        self._key = key
+        self._lock = threading.Lock()
+        self.served: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()
+
+    def __call__(self, request: Request) -> Reply:
+        key = self._key(request)
+        with self._lock:
+            arrived = self.attempts[key]
+            self.attempts[key] += 1
+        header = request.headers.get("x-stainless-retry-count", "")
+        attempt = int(header) if header.isdigit() else arrived
+        answer = _to_reply(self._answer(request))
+        kind = self.plan.fault(key, attempt)
+        with self._lock:
+            self.served[kind or "answer"] += 1
+        return answer if kind is None else self.plan.reply(kind, answer)
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.served.clear()
+            self.attempts.clear()

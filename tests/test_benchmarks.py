@@ -45,3 +45,10 @@ def test_the_verdicts_benchmark_runs_and_every_bound_holds() -> None:
     assert "FAIL" not in out
     # Targets 1 and 3 to 7 (2, the power table, has no bound).
     assert sum(line.startswith("PASS  ") for line in out.splitlines()) == 6, out
+
+
+def test_the_soak_benchmark_accounts_for_every_item_under_faults() -> None:
+    out = quick("soak.py")
+    assert "FAIL" not in out
+    # Five checks for each of the four runs, three for each mode (one process, xdist).
+    assert sum(line.startswith("PASS  ") for line in out.splitlines()) == 26, out

@@ -17,11 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pytest_llmeval.engine.client import Completion, LLMRequest, cost_of, endpoint_url, redact
+from pytest_llmeval.engine.client import (
+    Completion,
+    LLMRequest,
+    cost_of,
+    endpoint_url,
+    received,
+    redact,
+)
 from pytest_llmeval.support.files import write_atomically
 
 FORMAT = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Status = Literal["hit", "absent", "changed", "unreadable"]
 
@@ -83,14 +91,17 @@ class ResponseCache:
             "model": request.model.model,
             "endpoint": redact(endpoint_url(request.model), request.model),
             # For the person reviewing a recording: what was asked, what came back.
-            "input": last_user,
-            "answer": completion.text,
-            "note": completion.note,
+            "input": redact(last_user, request.model),
+            "answer": redact(completion.text, request.model),
+            "note": redact(completion.note, request.model),
             "input_tokens": completion.input_tokens,
             "output_tokens": completion.output_tokens,
             "latency_s": round(completion.latency_s, 4),
         }
-        write_atomically(path, json.dumps(entry, indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(entry, indent=2, ensure_ascii=False)
+        if _LONE_SURROGATE.search(text):  # UTF-8 cannot hold one: escaped, as JSON allows
+            text = json.dumps(entry, indent=2)
+        write_atomically(path, text + "\n")
         return path
 
 
@@ -105,13 +116,14 @@ def _completion(entry: dict[str, Any], request: LLMRequest) -> Completion:
     if not isinstance(latency, int | float) or latency < 0:
         raise TypeError("latency_s must be a number of seconds")
     return Completion(
-        text=answer,
+        # One recorded before keys were taken out of answers keeps none in this run.
+        text=received(answer, request.model),
         latency_s=float(latency),
         input_tokens=tokens_in,
         output_tokens=tokens_out,
         # Priced now, from the token counts: a price corrected since recording applies.
         cost=cost_of(request.model, tokens_in, tokens_out),
-        note=note,
+        note=received(note, request.model),
         cached=True,
         attempts=0,
     )

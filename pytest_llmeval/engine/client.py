@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import functools
 import hashlib
 import json
 import os
 import re
+import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,7 +32,22 @@ OPENAI_URL = "https://api.openai.com/v1"
 
 
 class CallError(Exception):
-    """No answer could be had from the endpoint (after the SDK's retries)."""
+    """No answer could be had from the endpoint (after the SDK's retries): why, and the
+    HTTP attempts it took (and the 429s among them), which the run's figures count too."""
+
+    def __init__(self, message: str, *, attempts: int = 0, rate_limited: int = 0) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.rate_limited = rate_limited
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        again = functools.partial(CallError, attempts=self.attempts, rate_limited=self.rate_limited)
+        return again, (str(self),)
+
+    def redacted(self, models: Iterable[ModelSpec]) -> CallError:
+        """The same error with every key of ``models`` taken out of its message."""
+        return CallError(redact(str(self), *models), attempts=self.attempts,
+                         rate_limited=self.rate_limited)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -119,40 +139,134 @@ def async_client(
     model: ModelSpec, *, timeout: float, max_retries: int, on_response: ResponseHook
 ) -> openai.AsyncOpenAI:
     """The SDK's client for a model: its retries (429, 5xx, timeouts; Retry-After honoured),
-    with every HTTP response shown to ``on_response`` (which adapts the model's concurrency)."""
+    with every HTTP response shown to ``on_response`` (which adapts the model's concurrency).
+    The timeout is a deadline for each attempt, not only for each read from the socket."""
     import openai
 
-    http = openai.DefaultAsyncHttpxClient(
-        event_hooks={"request": [_on_request], "response": [_on_response, on_response]}
+    seconds = model.timeout or timeout
+    http = _deadline_clients().asynchronous(
+        deadline=seconds,
+        event_hooks={"request": [_on_request], "response": [_on_response, on_response]},
     )
     return openai.AsyncOpenAI(
         api_key=model.api_key() or NO_KEY,
         base_url=model.base_url,
-        timeout=model.timeout or timeout,
+        timeout=seconds,
         max_retries=max_retries,
         http_client=http,
     )
 
 
 def sync_client(model: ModelSpec, *, timeout: float, max_retries: int) -> openai.OpenAI:
-    """A plain SDK client for the model, for code under test that takes one."""
+    """A plain SDK client for the model, for code under test that takes one (its timeout a
+    deadline for each attempt too, overrun by at most one read)."""
     import openai
 
+    seconds = model.timeout or timeout
     return openai.OpenAI(
         api_key=model.api_key() or NO_KEY,
         base_url=model.base_url,
-        timeout=model.timeout or timeout,
+        timeout=seconds,
         max_retries=max_retries,
+        http_client=_deadline_clients().synchronous(deadline=seconds),
     )
 
 
+@dataclass(frozen=True)
+class _DeadlineClients:
+    asynchronous: Callable[..., Any]
+    synchronous: Callable[..., Any]
+
+
+@functools.cache
+def _deadline_clients() -> _DeadlineClients:
+    """The SDK's HTTP clients, each attempt bounded as a whole.
+
+    The HTTP library's timeout bounds each read: an endpoint that trickles a byte a second
+    (a proxy's keep-alive whitespace, a server stuck mid-body) keeps a request going for as
+    long as it trickles. Here one ``send`` (one attempt: the SDK retries around it) ends
+    when its deadline passes, with the library's own ReadTimeout, which the SDK retries as
+    any timeout.
+    """
+    import openai
+
+    http = _http_library(openai.DefaultAsyncHttpxClient)
+
+    class AsyncDeadlineClient(openai.DefaultAsyncHttpxClient):
+        def __init__(self, *, deadline: float, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.deadline = deadline
+
+        async def send(self, request: Any, **kwargs: Any) -> Any:
+            limit = asyncio.timeout(self.deadline)
+            try:
+                async with limit:
+                    return await super().send(request, **kwargs)
+            except TimeoutError:
+                if not limit.expired():
+                    raise
+                raise http.ReadTimeout(_overdue(self.deadline), request=request) from None
+
+    class DeadlineClient(openai.DefaultHttpxClient):
+        def __init__(self, *, deadline: float, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.deadline = deadline
+
+        def send(self, request: Any, *, stream: bool = False, **kwargs: Any) -> Any:
+            # A blocking read cannot be cut short: the body is read piece by piece, and the
+            # first piece after the deadline ends the attempt.
+            ends = time.monotonic() + self.deadline
+            response = super().send(request, stream=True, **kwargs)
+            if stream:
+                return response
+            try:
+                response.stream = _DeadlineStream(response.stream, ends, self.deadline)
+                response.read()
+            except BaseException:
+                response.close()
+                raise
+            return response
+
+    class _DeadlineStream(http.SyncByteStream):  # type: ignore[misc,name-defined]
+        def __init__(self, inner: Any, ends: float, deadline: float) -> None:
+            self._inner = inner
+            self._ends = ends
+            self._deadline = deadline
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self._inner:
+                if time.monotonic() > self._ends:
+                    raise http.ReadTimeout(_overdue(self._deadline))
+                yield chunk
+
+        def close(self) -> None:
+            self._inner.close()
+
+    return _DeadlineClients(AsyncDeadlineClient, DeadlineClient)
+
+
+def _overdue(deadline: float) -> str:
+    return f"no whole response within {deadline:g}s"
+
+
+def _http_library(client_class: type) -> ModuleType:
+    """The HTTP library the SDK's client is built on (httpx; httpx2 in later SDKs)."""
+    for base in client_class.__mro__:
+        root = base.__module__.partition(".")[0]
+        if root not in ("openai", "builtins"):
+            return sys.modules[root]
+    raise RuntimeError(f"cannot tell the HTTP library of {client_class!r}")
+
+
 async def call(client: openai.AsyncOpenAI, request: LLMRequest) -> Completion:
-    """Send the request; the answer, or CallError saying why there is none (key redacted)."""
+    """Send the request; the answer (every key of its model taken out of it), or CallError
+    saying why there is none (key redacted), with the attempts it took."""
     import openai
 
     model = request.model
     attempts = _Attempts()
     token = _ATTEMPTS.set(attempts)
+    started = time.perf_counter()
     try:
         # Parameters go in extra_body: endpoints take ones the SDK's signature lacks
         # (llama.cpp's repeat_penalty, top_k), which as keywords raise TypeError.
@@ -165,25 +279,45 @@ async def call(client: openai.AsyncOpenAI, request: LLMRequest) -> Completion:
         failure = (
             f"HTTP {exc.status_code} from {_endpoint(model)}{_tries(attempts)}: {_message(exc)}"
         )
-        raise CallError(redact(failure, model)) from None
+        raise _failed(failure, model, attempts) from None
     except openai.APITimeoutError:
-        seconds = client.timeout if isinstance(client.timeout, float) else "the timeout"
-        raise CallError(
-            f"timed out after {seconds}s at {_endpoint(model)}{_tries(attempts)}"
-        ) from None
+        waited = time.perf_counter() - started
+        seconds = f"{client.timeout:g}s" if isinstance(client.timeout, float) else "the timeout"
+        failure = f"timed out after {seconds} at {_endpoint(model)}{_tries(attempts)}"
+        if attempts.count > 1:
+            failure += f", {waited:.1f}s in all"
+        raise _failed(failure, model, attempts) from None
     except openai.APIConnectionError as exc:
-        failure = f"cannot reach {_endpoint(model)}{_tries(attempts)}: {exc.__cause__ or exc}"
-        raise CallError(redact(failure, model)) from None
+        failure = f"cannot reach {_endpoint(model)}{_tries(attempts)}: {_why(exc)}"
+        raise _failed(failure, model, attempts) from None
     except Exception as exc:
         # The SDK lets a 200 whose body is not JSON through as a bare JSONDecodeError, and
         # a parameter the endpoint cannot take may fail inside it: whatever it is, it is
         # this case's error, told in one line, not a traceback through pytest.
         failure = f"bad response from {_endpoint(model)}: {type(exc).__name__}: {exc}"
-        raise CallError(redact(failure, model)) from None
+        raise _failed(failure, model, attempts) from None
     finally:
         _ATTEMPTS.reset(token)
     latency = time.perf_counter() - attempts.last_started
     return _completion(response, latency, model, attempts)
+
+
+def _failed(failure: str, model: ModelSpec, attempts: _Attempts) -> CallError:
+    return CallError(redact(failure, model), attempts=attempts.count,
+                     rate_limited=attempts.rate_limited)  # fmt: skip
+
+
+def _why(exc: BaseException) -> str:
+    """What broke the connection: the first cause that says something (a reset's ReadError
+    says nothing; the ConnectionResetError behind it does)."""
+    seen: BaseException | None = exc.__cause__ or exc
+    for _ in range(8):  # a chain may loop
+        if seen is None:
+            break
+        if str(seen):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return type(exc.__cause__ or exc).__name__
 
 
 def _tries(attempts: _Attempts) -> str:
@@ -197,11 +331,8 @@ def _completion(response: Any, latency: float, model: ModelSpec, attempts: _Atte
     message = getattr(choice, "message", None)
     content = getattr(message, "content", None)
     if message is None or not (content is None or isinstance(content, str)):
-        raise CallError(
-            redact(
-                f"bad response from {_endpoint(model)}: no answer text in {response!r:.200}", model
-            )
-        )
+        failure = f"bad response from {_endpoint(model)}: no answer text in {response!r:.200}"
+        raise _failed(failure, model, attempts)
     notes = []
     if getattr(message, "refusal", None):
         notes.append(f"the model refused: {message.refusal}")
@@ -213,15 +344,34 @@ def _completion(response: Any, latency: float, model: ModelSpec, attempts: _Atte
     if not (isinstance(tokens_in, int) and isinstance(tokens_out, int)):
         tokens_in = tokens_out = None
     return Completion(
-        text=content or "",
+        text=received(content or "", model),
         latency_s=latency,
         input_tokens=tokens_in,
         output_tokens=tokens_out,
         cost=cost_of(model, tokens_in, tokens_out),
-        note="; ".join(notes),
+        note=received("; ".join(notes), model),
         attempts=attempts.count,
         rate_limited=attempts.rate_limited,
     )
+
+
+# A lone surrogate (JSON may spell one: "\ud800") is no text: no file or terminal takes it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def received(text: str, model: ModelSpec) -> str:
+    """Text from an endpoint as the run keeps it: the model's key out of it (an endpoint may
+    echo it into the answer itself: a proxy's debug output, a model told it in a prompt),
+    before anything records, shares or scores it; a lone surrogate as U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", redact(text, model))
+
+
+def redacted(completion: Completion, models: Iterable[ModelSpec]) -> Completion:
+    """The completion with every key of ``models`` out of its text and note."""
+    text, note = redact(completion.text, *models), redact(completion.note, *models)
+    if (text, note) == (completion.text, completion.note):
+        return completion
+    return dataclasses.replace(completion, text=text, note=note)
 
 
 def cost_of(model: ModelSpec, tokens_in: int | None, tokens_out: int | None) -> float | None:
@@ -278,16 +428,21 @@ def _message(exc: openai.APIStatusError) -> str:
 SECRET_MIN = 8
 
 
-def redact(text: str, model: ModelSpec) -> str:
-    """Remove the model's API key from text that may be shown or stored: as a whole token
-    (not inside a longer one), and only a value long enough to be a key."""
-    key = model.api_key()
-    if not key:
-        return text
-    # The raw variable too: a key with stray whitespace may be echoed as it was set.
-    for secret in {key, os.environ.get(model.api_key_env or "", ""), repr(key)[1:-1]}:
-        secret = secret.strip()
-        if len(secret) >= SECRET_MIN:
-            token = re.compile(rf"(?<![\w-]){re.escape(secret)}(?![\w-])")
-            text = token.sub("***", text)
+def redact(text: str, *models: ModelSpec) -> str:
+    """Remove the models' API keys from text that may be shown or stored: each as a whole
+    token (not inside a longer one), and only a value long enough to be a key."""
+    for model in models:
+        key = model.api_key()
+        if not key or not text:
+            continue
+        # The raw variable too: a key with stray whitespace may be echoed as it was set.
+        for secret in {key, os.environ.get(model.api_key_env or "", ""), repr(key)[1:-1]}:
+            secret = secret.strip()
+            if len(secret) >= SECRET_MIN and secret in text:
+                text = _token(secret).sub("***", text)
     return text
+
+
+@functools.lru_cache(maxsize=64)
+def _token(secret: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w-]){re.escape(secret)}(?![\w-])")

@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pytest_llmeval.engine import client
 from pytest_llmeval.engine.budget import Budget, estimate_cost, estimate_tokens
 from pytest_llmeval.engine.cache import ResponseCache
-from pytest_llmeval.engine.client import CallError, Completion, LLMRequest, redact
+from pytest_llmeval.engine.client import CallError, Completion, LLMRequest, redact, redacted
 from pytest_llmeval.engine.limits import AdaptiveLimit
 from pytest_llmeval.engine.share import RunShare
 
 if TYPE_CHECKING:
     import openai
+
+    from pytest_llmeval.models import ModelSpec
 
 T = TypeVar("T")
 
@@ -127,11 +129,14 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._claimed: set[asyncio.Task[Any]] = set()
         self._closing = False
+        # Every model asked (judges too): no key of any of them is kept in an answer.
+        self._models: dict[str, ModelSpec] = {}
 
     # -- the main thread -------------------------------------------------------------------
 
     def start(self, request: LLMRequest) -> Pending:
         """Replay the answer from the cache where the mode allows; otherwise send it."""
+        self._models.setdefault(request.model.name, request.model)
         self.progress.add(request.model.name, total=1)
         replayed, notice = self._replay(request)
         if isinstance(replayed, Completion):
@@ -177,6 +182,7 @@ class Engine:
 
     async def ask(self, request: LLMRequest) -> Completion:
         """From a job in the engine's loop: an answer, as ``start`` and ``wait`` give one."""
+        self._models.setdefault(request.model.name, request.model)
         self.progress.add(request.model.name, total=1)
         replayed, _ = self._replay(request)
         if isinstance(replayed, Completion):
@@ -328,7 +334,9 @@ class Engine:
             self._published(share, task, request, CallError("the run was interrupted"))
             raise
         except Exception as exc:  # a client that cannot be built, a bug: this item's error
-            failure = CallError(redact(f"{type(exc).__name__}: {exc}", request.model))
+            failure = CallError(
+                redact(f"{type(exc).__name__}: {exc}", *self._secret_holders(request))
+            )
             raise self._published(share, task, request, failure) from exc
         finally:
             self._tasks.discard(task)
@@ -366,7 +374,12 @@ class Engine:
         cost: float | None = 0.0  # a request that fails is not billed
         try:
             completion = await client.call(self._client(request), request)
+            # Its own model's key is out already; any other model's goes too.
+            completion = redacted(completion, self._secret_holders(request))
             cost = completion.cost
+        except CallError as exc:
+            self.progress.add(model, done=1, errors=1)
+            raise exc.redacted(self._secret_holders(request)) from None
         except BaseException:
             self.progress.add(model, done=1, errors=1)
             raise
@@ -375,6 +388,11 @@ class Engine:
                 self.budget.settle(estimate, cost)
         self.progress.add(model, done=1, spent=completion.cost or 0.0)
         return completion
+
+    def _secret_holders(self, request: LLMRequest) -> list[ModelSpec]:
+        """The models whose keys are taken out of what comes back for ``request``."""
+        mine = request.model
+        return [mine, *(m for m in self._models.values() if m.name != mine.name)]
 
     def _item_key(self, request: LLMRequest) -> str:
         """What xdist workers share: one cache entry's request. Two cases that send the same

@@ -39,7 +39,11 @@ class RunShare:
 
     def publish(self, key: str, outcome: Completion | CallError) -> None:
         payload: dict[str, Any] = (
-            {"error": str(outcome)}
+            {
+                "error": str(outcome),
+                "attempts": outcome.attempts,
+                "rate_limited": outcome.rate_limited,
+            }
             if isinstance(outcome, CallError)
             else {"completion": asdict(outcome)}
         )
@@ -52,7 +56,8 @@ class RunShare:
         except FileNotFoundError:
             return None
         if "error" in payload:
-            return CallError(payload["error"])
+            return CallError(payload["error"], attempts=payload.get("attempts", 0),
+                             rate_limited=payload.get("rate_limited", 0))  # fmt: skip
         return Completion(**payload["completion"])
 
     def claimant_alive(self, key: str) -> bool:

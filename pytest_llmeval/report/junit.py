@@ -5,6 +5,7 @@ properties, and a miss is a failure there exactly when its suite and model fail 
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -32,11 +33,22 @@ def properties(record: Record) -> list[tuple[str, object]]:
     return [(f"llmeval_{name}", value) for name, value in figures.items() if value is not None]
 
 
+# What XML 1.0 cannot hold at all (not even as &#...;), and DEL, which pytest escapes too.
+_NOT_XML = re.compile("[^\t\n\r\x20-\x7e\x80-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: str) -> str:
+    """Text a JUnit file can hold: each character XML 1.0 forbids (NUL, ESC, BEL, ...)
+    shown as pytest's --junitxml shows it, #x1B (so an answer full of them still parses)."""
+    return _NOT_XML.sub(lambda m: f"#x{ord(m.group()):02X}", text)
+
+
 def mark_gated_misses(path: Path, decision: Decision) -> int:
     """Turn the misses of the suites and models that failed the gate into failures;
     how many were."""
-    gated = {(r.suite, r.model, r.case, r.repeat): r for s in decision.summaries
-             if decision.failed(s) for r in s.missed()}  # fmt: skip
+    # Keyed as pytest wrote the properties: escaped where XML could not hold a character.
+    gated = {(xml_safe(r.suite), xml_safe(r.model), xml_safe(r.case), r.repeat): r
+             for s in decision.summaries if decision.failed(s) for r in s.missed()}  # fmt: skip
     if not gated:
         return 0
     tree = ET.parse(path)
@@ -50,8 +62,9 @@ def mark_gated_misses(path: Path, decision: Decision) -> int:
             record = gated.get(key)  # type: ignore[arg-type]
             if record is None or case.find("failure") is not None:
                 continue
-            failure = ET.SubElement(case, "failure", message=f"llmeval gate: {record.reason}")
-            failure.text = miss_text(record)
+            message = xml_safe(f"llmeval gate: {record.reason}")
+            failure = ET.SubElement(case, "failure", message=message)
+            failure.text = xml_safe(miss_text(record))
             in_suite += 1
         suite.set("failures", str(int(suite.get("failures", "0")) + in_suite))
         marked += in_suite

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from pytest_llmeval.engine.client import CallError, Completion, LLMRequest
+from pytest_llmeval.engine.client import CallError, Completion, LLMRequest, redact
 from pytest_llmeval.engine.engine import Engine
 from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.scoring.combined import ToJudge, settle, with_grades
@@ -58,15 +58,18 @@ async def grade(
         try:
             done = await engine.ask(request)
         except CallError as exc:  # the judge's failure, not the model's
-            raise CallError(f"judge {judge.name}, grading {part}: {exc}") from None
+            raise CallError(redact(f"judge {judge.name}, grading {part}: {exc}", judge)) from None
         answers.append(done)
-        found = parse_grade(done.text)
+        # The engine took every key out of the judge's words already; once more here, since
+        # they are shown and stored under the case (its reasoning, the line below).
+        said = redact(done.text, judge)
+        found = parse_grade(said)
         if found is not None:
-            return Judgement(found, done.text.strip(), tuple(answers))
+            return Judgement(found, said.strip(), tuple(answers))
         # Asked again with its answer in view: a new request (the same one would get the
         # same answer at temperature 0), so a new recording too.
         conversation += [Message("assistant", done.text), Message("user", NUDGE)]
-    said = shorten(answers[-1].text, 300)
+    said = shorten(redact(answers[-1].text, judge), 300)
     raise CallError(
         f"judge {judge.name} gave no CORRECT/INCORRECT grade for {part} in "
         f"{ATTEMPTS} answers; it last said: {said!r}"
@@ -86,7 +89,8 @@ def job(
         except CallError:
             raise
         except Exception as exc:  # a bug, or a judge answer of a shape not foreseen
-            raise CallError(f"judging failed: {type(exc).__name__}: {exc}") from exc
+            failure = f"judging failed: {type(exc).__name__}: {exc}"
+            raise CallError(failure if judge is None else redact(failure, judge)) from exc
 
     async def judged(answer: Completion) -> Judged:
         scoring = suite.scoring
