@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.openai_server import OpenAIServer, Request
+from tests.openai_server import OpenAIServer, Request, Script
 
 
 def _load_http_stack() -> None:
@@ -70,6 +70,9 @@ def suite_yaml(name: str = "reviews", cases: dict[str, Any] | None = None, **ext
             f"    expected: {json.dumps(expected)}",
         ]
     return "\n".join(lines) + "\n"
+
+
+REVIEWS_SUITE = suite_yaml()
 
 
 def oracle(request: Request) -> dict[str, Any]:
@@ -148,3 +151,33 @@ def write_config(
     return pytester.makepyprojecttoml(
         f'[tool.pytest.ini_options]\nllmeval_models = "{",".join(models)}"\n{ini}\n{entries}'
     )
+
+
+class LLMProject:
+    """The start of most end-to-end tests, in one call: the test server answering each model
+    with its script, the models configured (``write_config``), and the suite, by default
+    ``suite_yaml()``, as reviews.llmeval.yaml (``suite=None``: none written)."""
+
+    def __init__(self, pytester: pytest.Pytester, server: OpenAIServer) -> None:
+        self.pytester = pytester
+        self.server = server
+
+    def __call__(
+        self,
+        models: dict[str, Script],
+        *,
+        ini: str = "",
+        extra: dict[str, str] | None = None,
+        suite: str | None = REVIEWS_SUITE,
+    ) -> None:
+        for name, script in models.items():
+            self.server.on(name, script)
+        write_config(self.pytester, self.server, list(models), ini, extra)
+        if suite is not None:
+            self.pytester.makefile(".llmeval.yaml", reviews=suite)
+
+
+@pytest.fixture
+def llm_project(pytester: pytest.Pytester, openai_server: OpenAIServer) -> LLMProject:
+    """``llm_project({"m1": oracle}, ini=...)``: see LLMProject."""
+    return LLMProject(pytester, openai_server)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REVIEWS, oracle, suite_yaml, write_config
+from tests.conftest import REVIEWS, LLMProject, oracle, suite_yaml, write_config
 from tests.openai_server import OpenAIServer, Reply, Request
 
 KETTLE = "reviews.llmeval.yaml:10: case 'kettle', model m1"
@@ -40,20 +40,13 @@ def entry(pytester: pytest.Pytester, case: str, model: str = "m1") -> Path:
     return pytester.path / "llmeval-cache" / "reviews" / f"{case}.{model}.json"
 
 
-def serve_reviews(pytester: pytest.Pytester, server: OpenAIServer) -> None:
-    """m1 answering the three reviews right, configured, and their suite."""
-    server.on("m1", oracle)
-    write_config(pytester, server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
-
-
 # -- record modes ------------------------------------------------------------------------
 
 
 def test_new_records_then_replays_without_calling(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
-    serve_reviews(pytester, openai_server)
+    llm_project({"m1": oracle})
     first = pytester.runpytest("-v")
     first.assert_outcomes(passed=3)
     first.stdout.fnmatch_lines([
@@ -76,8 +69,10 @@ def test_new_records_then_replays_without_calling(
     assert openai_server.calls() == 3  # a recorded answer never reaches the server
 
 
-def test_all_calls_everything_again(pytester: pytest.Pytester, openai_server: OpenAIServer) -> None:
-    serve_reviews(pytester, openai_server)
+def test_all_calls_everything_again(
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
+) -> None:
+    llm_project({"m1": oracle})
     pytester.runpytest().assert_outcomes(passed=3)
     # The model changed its mind: re-recording stores the new answers.
     openai_server.on("m1", lambda r: {**oracle(r), "star_rating": 1})
@@ -90,9 +85,9 @@ def test_all_calls_everything_again(pytester: pytest.Pytester, openai_server: Op
 
 
 def test_none_replays_and_names_what_is_not_recorded(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
-    serve_reviews(pytester, openai_server)
+    llm_project({"m1": oracle})
     pytester.runpytest().assert_outcomes(passed=3)
     entry(pytester, "kettle").unlink()
     result = pytester.runpytest("--llm-record=none")
@@ -106,9 +101,9 @@ def test_none_replays_and_names_what_is_not_recorded(
 
 
 def test_none_refuses_an_answer_recorded_for_another_prompt(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
-    serve_reviews(pytester, openai_server)
+    llm_project({"m1": oracle})
     pytester.runpytest().assert_outcomes(passed=3)
     changed = suite_yaml().replace("as JSON.", "as a JSON object.")
     pytester.makefile(".llmeval.yaml", reviews=changed)
@@ -124,12 +119,9 @@ def test_none_refuses_an_answer_recorded_for_another_prompt(
 
 
 def test_the_record_mode_and_cache_dir_come_from_the_ini_file(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", oracle)
-    ini = 'llmeval_record = "none"\nllmeval_cache_dir = "answers"'
-    write_config(pytester, openai_server, ["m1"], ini)
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"m1": oracle}, ini='llmeval_record = "none"\nllmeval_cache_dir = "answers"')
     pytester.runpytest().assert_outcomes(errors=3)
     pytester.runpytest("--llm-record=new").assert_outcomes(passed=3)
     assert (pytester.path / "answers" / "reviews" / "kettle.m1.json").is_file()
@@ -177,9 +169,9 @@ UNREADABLE = {
 
 @pytest.mark.parametrize("damage", UNREADABLE)
 def test_an_unreadable_entry_is_named_and_recorded_again(
-    pytester: pytest.Pytester, openai_server: OpenAIServer, damage: str
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject, damage: str
 ) -> None:
-    serve_reviews(pytester, openai_server)
+    llm_project({"m1": oracle})
     pytester.runpytest().assert_outcomes(passed=3)
     path = entry(pytester, "kettle")
     if damage == "wrong-types":
@@ -206,20 +198,19 @@ def test_an_unreadable_entry_is_named_and_recorded_again(
 
 
 def test_a_leftover_temporary_file_is_ignored(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, llm_project: LLMProject
 ) -> None:
-    serve_reviews(pytester, openai_server)
+    llm_project({"m1": oracle})
     pytester.runpytest().assert_outcomes(passed=3)
     entry(pytester, "kettle").with_name(".kettle.m1.json.x1y2.tmp").write_text('{"answ')
     pytester.runpytest("--llm-record=none").assert_outcomes(passed=3)
 
 
 def test_an_interrupted_run_leaves_only_whole_entries(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", lambda r: Reply(content=json.dumps(numbered(r)), delay=0.05))
-    write_config(pytester, openai_server, ["m1"], 'llmeval_concurrency = "4"')
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml(cases=numbered_cases(200)))
+    llm_project({"m1": slow(0.05)}, ini='llmeval_concurrency = "4"',
+                suite=suite_yaml(cases=numbered_cases(200)))  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=pytester.path,
@@ -249,11 +240,10 @@ def slow(delay: float) -> Any:
 
 
 def test_requests_run_concurrently_and_items_report_in_order(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", slow(0.5))
-    write_config(pytester, openai_server, ["m1"], 'llmeval_concurrency = "12"')
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml(cases=numbered_cases(12)))
+    llm_project({"m1": slow(0.5)}, ini='llmeval_concurrency = "12"',
+                suite=suite_yaml(cases=numbered_cases(12)))  # fmt: skip
     result = pytester.runpytest("-v")
     result.assert_outcomes(passed=12)
     assert openai_server.max_in_flight() == 12
@@ -262,28 +252,20 @@ def test_requests_run_concurrently_and_items_report_in_order(
 
 
 def test_the_global_and_the_per_model_limits_hold(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", slow(0.2))
-    openai_server.on("m2", slow(0.2))
-    write_config(
-        pytester,
-        openai_server,
-        ["m1", "m2"],
-        'llmeval_concurrency = "5"',
-        {"m1": "concurrency = 2"},
-    )
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml(cases=numbered_cases(10)))
+    llm_project({"m1": slow(0.2), "m2": slow(0.2)}, ini='llmeval_concurrency = "5"',
+                extra={"m1": "concurrency = 2"},
+                suite=suite_yaml(cases=numbered_cases(10)))  # fmt: skip
     pytester.runpytest().assert_outcomes(passed=20)
     assert openai_server.max_in_flight("m1") == 2
     assert openai_server.max_in_flight() == 5
 
 
 def test_the_python_fixture_records_and_sends_a_batch_at_once(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", slow(0.3))
-    write_config(pytester, openai_server, ["m1"])
+    llm_project({"m1": slow(0.3)}, suite=None)
     pytester.makepyfile(
         test_batch="""
         import json
@@ -311,15 +293,16 @@ def test_the_python_fixture_records_and_sends_a_batch_at_once(
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_429_and_500_are_retried(
-    pytester: pytest.Pytester, openai_server: OpenAIServer, workers: list[str]
+    pytester: pytest.Pytester,
+    openai_server: OpenAIServer,
+    llm_project: LLMProject,
+    workers: list[str],
 ) -> None:
-    openai_server.on("m1", [
+    llm_project({"m1": [
         Reply(status=429, error_message="slow down", headers={"Retry-After": "0.01"}),
         Reply(status=500, headers={"retry-after-ms": "10"}),
         oracle,
-    ])  # fmt: skip
-    write_config(pytester, openai_server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    ]})  # fmt: skip
     result = pytester.runpytest_subprocess("-k", "kettle", *workers)
     result.assert_outcomes(passed=1, deselected=0 if workers else 2)
     result.stdout.fnmatch_lines([
@@ -333,10 +316,10 @@ def test_429_and_500_are_retried(
     assert retries == ["0", "1", "2"]
 
 
-def test_a_timeout_is_retried(pytester: pytest.Pytester, openai_server: OpenAIServer) -> None:
-    openai_server.on("m1", [Reply(delay=3), oracle])
-    write_config(pytester, openai_server, ["m1"], 'llmeval_timeout = "0.5"')
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+def test_a_timeout_is_retried(
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
+) -> None:
+    llm_project({"m1": [Reply(delay=3), oracle]}, ini='llmeval_timeout = "0.5"')
     pytester.runpytest("-k", "kettle").assert_outcomes(passed=1, deselected=2)
     assert openai_server.calls() == 2
 
@@ -354,14 +337,14 @@ def test_a_timeout_is_retried(pytester: pytest.Pytester, openai_server: OpenAISe
     ids=["500", "429", "timeout"],
 )  # fmt: skip
 def test_giving_up_after_the_retries_is_an_error_for_that_item_only(
-    pytester: pytest.Pytester, openai_server: OpenAIServer, reply: Reply, message: str
+    pytester: pytest.Pytester,
+    openai_server: OpenAIServer,
+    llm_project: LLMProject,
+    reply: Reply,
+    message: str,
 ) -> None:
-    openai_server.on(
-        "m1", lambda r: reply if "kettle" in r.last_user_content.lower() else oracle(r)
-    )
-    ini = 'llmeval_max_retries = "2"\nllmeval_timeout = "0.3"'
-    write_config(pytester, openai_server, ["m1"], ini)
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"m1": lambda r: reply if "kettle" in r.last_user_content.lower() else oracle(r)},
+                ini='llmeval_max_retries = "2"\nllmeval_timeout = "0.3"')  # fmt: skip
     result = pytester.runpytest()
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines([f"{KETTLE}: no answer: {message}"])
@@ -371,7 +354,7 @@ def test_giving_up_after_the_retries_is_an_error_for_that_item_only(
 
 
 def test_a_model_that_keeps_answering_429_gets_fewer_requests_at_once(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
     # The endpoint serves two requests at a time and refuses the rest.
     def two_at_a_time(request: Request) -> Reply:
@@ -379,10 +362,8 @@ def test_a_model_that_keeps_answering_429_gets_fewer_requests_at_once(
             return Reply(status=429, error_message="busy", headers={"Retry-After": "0.05"})
         return Reply(content=json.dumps(numbered(request)), delay=0.1)
 
-    openai_server.on("m1", two_at_a_time)
-    ini = 'llmeval_concurrency = "16"\nllmeval_max_retries = "50"'
-    write_config(pytester, openai_server, ["m1"], ini)
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml(cases=numbered_cases(60)))
+    llm_project({"m1": two_at_a_time}, ini='llmeval_concurrency = "16"\nllmeval_max_retries = "50"',
+                suite=suite_yaml(cases=numbered_cases(60)))  # fmt: skip
     result = pytester.runpytest()
     result.assert_outcomes(passed=60)
     line = next(x for x in result.stdout.lines if x.startswith("llmeval rate limits: m1"))
@@ -482,12 +463,10 @@ def test_dry_run_runs_in_one_process(
 
 
 def test_xdist_sends_each_request_once_with_each_worker_concurrent(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", slow(0.3))
-    openai_server.on("m2", slow(0.3))
-    write_config(pytester, openai_server, ["m1", "m2"], 'llmeval_concurrency = "8"')
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml(cases=numbered_cases(20)))
+    llm_project({"m1": slow(0.3), "m2": slow(0.3)}, ini='llmeval_concurrency = "8"',
+                suite=suite_yaml(cases=numbered_cases(20)))  # fmt: skip
     result = pytester.runpytest_subprocess("-n", "2")
     result.assert_outcomes(passed=40)
     sent = Counter((r.model, number_of(r)) for r in openai_server.requests)
@@ -554,11 +533,10 @@ def screen(output: str) -> str:
 
 
 def test_a_terminal_shows_the_engine_progress_and_erases_it(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", slow(0.4))
-    write_config(pytester, openai_server, ["m1"], 'llmeval_concurrency = "1"')
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml(cases=numbered_cases(4)))
+    llm_project({"m1": slow(0.4)}, ini='llmeval_concurrency = "1"',
+                suite=suite_yaml(cases=numbered_cases(4)))  # fmt: skip
     shown = run_on_a_terminal(pytester.path, "--llm-record=all")
     assert re.search(r"\x1b7  \[llmeval m1 \d/4\]", shown), shown
     # Every drawing is erased again before pytest goes on: the screen shows pytest's line.
@@ -577,9 +555,9 @@ def test_a_terminal_shows_the_engine_progress_and_erases_it(
 
 
 def test_an_answer_that_cannot_be_recorded_is_still_used_and_said(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
-    serve_reviews(pytester, openai_server)
+    llm_project({"m1": oracle})
     (pytester.path / "llmeval-cache").mkdir()
     (pytester.path / "llmeval-cache" / "reviews").write_text("a file where a folder should be")
     result = pytester.runpytest()
@@ -595,9 +573,9 @@ def test_an_answer_that_cannot_be_recorded_is_still_used_and_said(
 
 
 def test_nothing_is_sent_when_collection_fails(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
-    serve_reviews(pytester, openai_server)
+    llm_project({"m1": oracle})
     pytester.makepyfile(test_broken="def test_x(:\n")
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.INTERRUPTED
@@ -605,10 +583,12 @@ def test_nothing_is_sent_when_collection_fails(
 
 
 def test_python_test_recordings_do_not_depend_on_where_pytest_starts(
-    pytester: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester,
+    openai_server: OpenAIServer,
+    llm_project: LLMProject,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    openai_server.on("m1", numbered)
-    write_config(pytester, openai_server, ["m1"])
+    llm_project({"m1": numbered}, suite=None)
     pytester.mkpydir("checks").joinpath("test_chain.py").write_text(
         "def test_chain(llmeval):\n"
         "    llmeval.score(llmeval.complete('review number 7'), {'n': 7})\n"

@@ -7,8 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import kettle_wrong, oracle, suite_yaml, write_config
-from tests.openai_server import OpenAIServer
+from tests.conftest import LLMProject, kettle_wrong, oracle
 
 
 def cases(pytester: pytest.Pytester) -> dict[str, ET.Element]:
@@ -18,12 +17,9 @@ def cases(pytester: pytest.Pytester) -> dict[str, ET.Element]:
 
 @pytest.mark.parametrize("n", ["1", "2"], ids=["one-process", "xdist"])
 def test_items_carry_their_figures_and_gated_misses_fail(
-    n: str, pytester: pytest.Pytester, openai_server: OpenAIServer
+    n: str, pytester: pytest.Pytester, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", oracle)
-    openai_server.on("m2", kettle_wrong)
-    write_config(pytester, openai_server, ["m1", "m2"], ini="llmeval_threshold = 0.9")
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"m1": oracle, "m2": kettle_wrong}, ini="llmeval_threshold = 0.9")
     flags = ["--junitxml=junit.xml"] + (["-n", n] if n != "1" else [])
     result = pytester.runpytest(*flags)
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # m2: 66.7% < 90%
@@ -50,11 +46,9 @@ def test_items_carry_their_figures_and_gated_misses_fail(
 
 
 def test_misses_of_a_model_that_passes_the_gate_stay_passes(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m2", kettle_wrong)
-    write_config(pytester, openai_server, ["m2"], ini="llmeval_threshold = 0.6")
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"m2": kettle_wrong}, ini="llmeval_threshold = 0.6")
     result = pytester.runpytest("--junitxml=junit.xml")
     assert result.ret == pytest.ExitCode.OK
     kettle = cases(pytester)["kettle[m2]"]

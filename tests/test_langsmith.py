@@ -16,7 +16,7 @@ from pytest_llmeval.langsmith import payloads
 from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.results.records import Record
 from pytest_llmeval.results.saved_run import ResultsFileError, SavedRun, describe_models
-from tests.conftest import REVIEWS, llmeval, oracle, suite_yaml, write_config
+from tests.conftest import REVIEWS, LLMProject, llmeval, oracle, suite_yaml
 from tests.langsmith_service import LangSmithServer, closed_port_url
 from tests.openai_server import OpenAIServer, Reply, Request
 from tests.test_judge import judged_project
@@ -44,15 +44,11 @@ def m2_answers(request: Request) -> Any:
     return answer
 
 
-def reviews_project(pytester: pytest.Pytester, server: OpenAIServer, ini: str = "") -> None:
+def reviews_project(llm_project: LLMProject, ini: str = "") -> None:
     """Three cases on m1 (always right) and m2 (one miss, one error), a 0.9 threshold."""
-    server.on("m1", oracle)
-    server.on("m2", m2_answers)
-    write_config(
-        pytester, server, ["m1", "m2"], ini=f"llmeval_threshold = 0.9\nllmeval_max_retries = 0\n{ini}",
-        extra={"m1": 'api_key_env = "M1_KEY"\nparams = {temperature = 0}'},
-    )  # fmt: skip
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"m1": oracle, "m2": m2_answers},
+                ini=f"llmeval_threshold = 0.9\nllmeval_max_retries = 0\n{ini}",
+                extra={"m1": 'api_key_env = "M1_KEY"\nparams = {temperature = 0}'})  # fmt: skip
 
 
 def results_file(pytester: pytest.Pytester) -> Path:
@@ -67,11 +63,12 @@ def by_model(server: LangSmithServer) -> dict[str, dict[str, Any]]:
 def test_a_run_becomes_a_dataset_an_experiment_per_model_and_runs_with_feedback(
     pytester: pytest.Pytester,
     openai_server: OpenAIServer,
+    llm_project: LLMProject,
     langsmith_server: LangSmithServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("GITHUB_RUN_ID", "4242")
-    reviews_project(pytester, openai_server)
+    reviews_project(llm_project)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run([*git, "init", "-q", "-b", "swap-gpt4"], cwd=pytester.path, check=True)
     subprocess.run([*git, "add", "."], cwd=pytester.path, check=True)
@@ -179,9 +176,9 @@ def _seconds(value: str) -> float:
 
 
 def test_a_rerun_updates_changed_examples_and_duplicates_nothing(
-    pytester: pytest.Pytester, openai_server: OpenAIServer, langsmith_server: LangSmithServer
+    pytester: pytest.Pytester, llm_project: LLMProject, langsmith_server: LangSmithServer
 ) -> None:
-    reviews_project(pytester, openai_server)
+    reviews_project(llm_project)
     pytester.runpytest("--llm-langsmith", "--llm-models=m1")
     first = dict(langsmith_server.examples)
     changed = dict(REVIEWS)
@@ -202,9 +199,9 @@ def test_a_rerun_updates_changed_examples_and_duplicates_nothing(
 
 
 def test_under_xdist_the_controller_sends_one_experiment_per_model(
-    pytester: pytest.Pytester, openai_server: OpenAIServer, langsmith_server: LangSmithServer
+    pytester: pytest.Pytester, llm_project: LLMProject, langsmith_server: LangSmithServer
 ) -> None:
-    reviews_project(pytester, openai_server)
+    reviews_project(llm_project)
     result = pytester.runpytest("--llm-langsmith", "-n", "2")
     assert result.parseoutcomes() == {"passed": 4, "missed": 1, "errors": 1}
     sessions = by_model(langsmith_server)
@@ -240,12 +237,12 @@ FAULTS = ["down", "500", "hang", "401"]
 def test_langsmith_away_changes_no_outcome_and_loses_nothing(
     fault: str,
     pytester: pytest.Pytester,
-    openai_server: OpenAIServer,
+    llm_project: LLMProject,
     langsmith_server: LangSmithServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    reviews_project(pytester, openai_server, ini="llmeval_langsmith_timeout = 3")
-    baseline = pytester.runpytest_subprocess()
+    reviews_project(llm_project, ini="llmeval_langsmith_timeout = 3")
+    baseline = pytester.runpytest()  # LangSmith off: nothing to leave hanging
     if fault == "down":
         monkeypatch.setenv("LANGSMITH_ENDPOINT", closed_port_url())
     elif fault == "401":
@@ -307,26 +304,26 @@ def upload(path: Path) -> subprocess.CompletedProcess[str]:
 
 def test_the_environment_switches_it_on_and_the_ini_off(
     pytester: pytest.Pytester,
-    openai_server: OpenAIServer,
+    llm_project: LLMProject,
     langsmith_server: LangSmithServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    reviews_project(pytester, openai_server)
+    reviews_project(llm_project)
     monkeypatch.setenv("LANGSMITH_TRACING", "true")
     pytester.runpytest("--llm-models=m1")
     assert len(langsmith_server.runs) == 3
-    reviews_project(pytester, openai_server, ini="llmeval_langsmith = false")
+    reviews_project(llm_project, ini="llmeval_langsmith = false")
     pytester.runpytest("--llm-models=m1")
     assert len(langsmith_server.runs) == 3
 
 
 def test_asking_for_it_without_a_key_is_a_usage_error(
-    pytester: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, llm_project: LLMProject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("M1_KEY", MODEL_KEY)
     for name in ("LANGSMITH_API_KEY", "LANGCHAIN_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    reviews_project(pytester, openai_server)
+    reviews_project(llm_project)
     result = pytester.runpytest("--llm-langsmith")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--llm-langsmith needs LANGSMITH_API_KEY*"])
@@ -397,10 +394,10 @@ def test_ids_are_stable_and_feedback_follows_the_verdict() -> None:
 
 
 def test_runs_fall_back_to_the_batch_endpoint_when_multipart_is_missing(
-    pytester: pytest.Pytester, openai_server: OpenAIServer, langsmith_server: LangSmithServer
+    pytester: pytest.Pytester, llm_project: LLMProject, langsmith_server: LangSmithServer
 ) -> None:
     langsmith_server.fault(404, paths=("/runs/multipart",))
-    reviews_project(pytester, openai_server)
+    reviews_project(llm_project)
     result = pytester.runpytest("--llm-langsmith")
     result.stdout.fnmatch_lines(["llmeval langsmith: 6 of 6 results sent to *: 6 runs, 30 *"])
     batched = [r for r in langsmith_server.requests if r.path == "/runs/batch"]
@@ -410,11 +407,11 @@ def test_runs_fall_back_to_the_batch_endpoint_when_multipart_is_missing(
 
 
 def test_an_upload_stopped_halfway_is_finished_by_llmeval_upload_sending_only_the_rest(
-    pytester: pytest.Pytester, openai_server: OpenAIServer, langsmith_server: LangSmithServer
+    pytester: pytest.Pytester, llm_project: LLMProject, langsmith_server: LangSmithServer
 ) -> None:
     # The first batch of runs goes up; then every request fails: LangSmith has part of it.
     langsmith_server.fault(500, paths=("/runs/multipart",), after=1)
-    reviews_project(pytester, openai_server)
+    reviews_project(llm_project)
     result = pytester.runpytest("--llm-langsmith")
     result.stdout.fnmatch_lines(["*LangSmith upload stopped: LangSmithAPIError*500*"])
     assert langsmith_server.runs
@@ -449,11 +446,11 @@ def test_a_results_file_describes_models_without_their_secrets() -> None:
 
 def test_a_case_is_the_same_example_whichever_directory_pytest_ran_in(
     pytester: pytest.Pytester,
-    openai_server: OpenAIServer,
+    llm_project: LLMProject,
     langsmith_server: LangSmithServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    reviews_project(pytester, openai_server)
+    reviews_project(llm_project)
     pytester.runpytest("--llm-langsmith", "--llm-models=m1")
     (pytester.path / "sub").mkdir()
     monkeypatch.chdir(pytester.path / "sub")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.conftest import REVIEWS, oracle, suite_yaml, write_config
+from tests.conftest import REVIEWS, LLMProject, oracle, suite_yaml, write_config
 from tests.openai_server import OpenAIServer, Reply, Request
 
 
@@ -20,10 +20,8 @@ def table_row(output: str, model: str) -> list[str]:
     raise AssertionError(f"no table row for {model} in:\n{output}")
 
 
-def test_all_right_passes_the_gate(pytester: pytest.Pytester, openai_server: OpenAIServer) -> None:
-    openai_server.on("m1", oracle)
-    write_config(pytester, openai_server, ["m1"], 'llmeval_threshold = "0.9"')
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+def test_all_right_passes_the_gate(pytester: pytest.Pytester, llm_project: LLMProject) -> None:
+    llm_project({"m1": oracle}, ini='llmeval_threshold = "0.9"')
     result = pytester.runpytest("-v")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines([
@@ -42,12 +40,9 @@ def wrong_rating(request: Request) -> dict[str, object]:
 
 
 def test_gate_fails_below_threshold_naming_suite_model_and_cases(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, llm_project: LLMProject
 ) -> None:
-    openai_server.on("good", oracle)
-    openai_server.on("bad", wrong_rating)
-    write_config(pytester, openai_server, ["good", "bad"], 'llmeval_threshold = "0.5"')
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"good": oracle, "bad": wrong_rating}, ini='llmeval_threshold = "0.5"')
     result = pytester.runpytest()
     # Misses are not test failures: only the gate makes the session fail.
     assert result.parseoutcomes() == {"passed": 3, "missed": 3}
@@ -61,13 +56,10 @@ def test_gate_fails_below_threshold_naming_suite_model_and_cases(
 
 
 def test_command_line_threshold_beats_ini_and_a_suites_own_threshold_beats_both(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, llm_project: LLMProject
 ) -> None:
-    openai_server.on(
-        "m1", lambda r: wrong_rating(r) if "desk chair" in r.last_user_content else oracle(r)
-    )
-    write_config(pytester, openai_server, ["m1"], 'llmeval_threshold = "0.9"')
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"m1": lambda r: wrong_rating(r) if "desk chair" in r.last_user_content
+                 else oracle(r)}, ini='llmeval_threshold = "0.9"')  # fmt: skip
     assert pytester.runpytest().ret == pytest.ExitCode.TESTS_FAILED  # 2/3 < 0.9
     assert pytester.runpytest("--llm-threshold=0.6").ret == pytest.ExitCode.OK
     pytester.makefile(".llmeval.yaml", reviews=suite_yaml(threshold=0.5))
@@ -79,19 +71,15 @@ def test_command_line_threshold_beats_ini_and_a_suites_own_threshold_beats_both(
 
 
 def test_no_threshold_reports_accuracy_without_gating(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", wrong_rating)
-    write_config(pytester, openai_server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"m1": wrong_rating})
     result = pytester.runpytest()
     result.stdout.fnmatch_lines(["*llmeval: no threshold set*"])
     assert result.ret == pytest.ExitCode.OK
 
 
-def test_miss_and_error_are_told_apart(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
-) -> None:
+def test_miss_and_error_are_told_apart(pytester: pytest.Pytester, llm_project: LLMProject) -> None:
     def answer(request: Request) -> Reply | dict[str, object]:
         text = request.last_user_content
         if "kettle" in text:
@@ -100,9 +88,7 @@ def test_miss_and_error_are_told_apart(
             return Reply(content="The product is headphones, I'd say 3 stars.")
         return wrong_rating(request)
 
-    openai_server.on("m1", answer)
-    write_config(pytester, openai_server, ["m1"], 'llmeval_max_retries = "0"')
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"m1": answer}, ini='llmeval_max_retries = "0"')
     result = pytester.runpytest("-v")
     assert result.parseoutcomes() == {"missed": 2, "errors": 1}
     out = result.stdout.str()
@@ -122,23 +108,18 @@ def test_miss_and_error_are_told_apart(
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # errors fail the run
 
 
-def test_fenced_json_answer_is_accepted(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
-) -> None:
-    openai_server.on("m1", lambda r: f"Here you go:\n```json\n{json.dumps(oracle(r))}\n```")
-    write_config(pytester, openai_server, ["m1"], 'llmeval_threshold = "1.0"')
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+def test_fenced_json_answer_is_accepted(pytester: pytest.Pytester, llm_project: LLMProject) -> None:
+    llm_project({"m1": lambda r: f"Here you go:\n```json\n{json.dumps(oracle(r))}\n```"},
+                ini='llmeval_threshold = "1.0"')  # fmt: skip
     result = pytester.runpytest()
     result.assert_outcomes(passed=3)
     assert result.ret == pytest.ExitCode.OK
 
 
 def test_strict_turns_a_miss_into_a_failure_with_the_diff(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", wrong_rating)
-    write_config(pytester, openai_server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"m1": wrong_rating})
     result = pytester.runpytest("--llm-strict", "-k", "kettle")
     result.assert_outcomes(failed=1, deselected=2)
     result.stdout.fnmatch_lines([
@@ -152,11 +133,9 @@ def test_strict_turns_a_miss_into_a_failure_with_the_diff(
 
 
 def test_a_bad_case_file_is_one_located_error_and_the_rest_still_runs(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", oracle)
-    write_config(pytester, openai_server, ["m1"], 'llmeval_threshold = "0.9"')
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"m1": oracle}, ini='llmeval_threshold = "0.9"')
     broken = suite_yaml("other").replace("expected:", "expcted:", 1)
     pytester.makefile(".llmeval.yml", other=broken)
     result = pytester.runpytest()
@@ -171,7 +150,7 @@ def test_a_bad_case_file_is_one_located_error_and_the_rest_still_runs(
 
 
 def test_node_ids_select_and_last_failed_reruns_the_errors(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
     failed_once: list[str] = []
 
@@ -181,10 +160,7 @@ def test_node_ids_select_and_last_failed_reruns_the_errors(
             return Reply(status=500)
         return oracle(request)
 
-    openai_server.on("m1", headphones_fail_once)
-    openai_server.on("m2", oracle)
-    write_config(pytester, openai_server, ["m1", "m2"], 'llmeval_max_retries = "0"')
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"m1": headphones_fail_once, "m2": oracle}, ini='llmeval_max_retries = "0"')
     collected = pytester.runpytest("--collect-only", "-q")
     collected.stdout.fnmatch_lines([
         "reviews.llmeval.yaml::desk-chair[[]m1[]]",
@@ -283,14 +259,12 @@ def test_an_unknown_model_is_one_usage_error(
 
 
 def test_request_carries_the_prompt_params_and_schema_in_the_model_s_style(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
-    openai_server.on_any(oracle)
     schema = {"type": "object", "properties": {"product": {"type": "string"}}}
     llama = 'schema_style = "json_object"\nparams = {max_tokens = 50, top_k = 1}'
-    models = ["openai-style", "llama-style"]
-    write_config(pytester, openai_server, models, extra={"llama-style": llama})
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml(response_format=schema))
+    llm_project({"openai-style": oracle, "llama-style": oracle}, extra={"llama-style": llama},
+                suite=suite_yaml(response_format=schema))  # fmt: skip
     pytester.runpytest("-k", "kettle").assert_outcomes(passed=2, deselected=4)
     by_model = {r.model: r.body for r in openai_server.requests}
     assert by_model["openai-style"]["response_format"] == {
@@ -319,14 +293,12 @@ def summary_without_timings(output: str) -> list[str]:
 
 
 def test_xdist_gives_the_same_table_and_gate(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
     cases = {f"{k}-{i}": v for i in range(4) for k, v in REVIEWS.items()}
-    openai_server.on("good", oracle)
-    openai_server.on("bad", lambda r: wrong_rating(r) if "stars" in r.last_user_content.lower()
-                     else oracle(r))  # fmt: skip
-    write_config(pytester, openai_server, ["good", "bad"], 'llmeval_threshold = "0.5"')
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml(cases=cases))
+    llm_project({"good": oracle, "bad": lambda r: wrong_rating(r) if "stars" in
+                 r.last_user_content.lower() else oracle(r)},
+                ini='llmeval_threshold = "0.5"', suite=suite_yaml(cases=cases))  # fmt: skip
     pytester.makefile(".llmeval.yaml", second=suite_yaml("second"))
     # Both call every model: the second run must not replay the first's recordings.
     serial = pytester.runpytest_subprocess("--llm-record=all")
@@ -357,12 +329,9 @@ def test_xdist_gives_the_same_table_and_gate(
     ids=["truncated-body", "not-a-completion", "no-message", "content-not-text", "timeout"],
 )
 def test_a_broken_endpoint_is_an_error_naming_case_and_model(
-    pytester: pytest.Pytester, openai_server: OpenAIServer, reply: Reply, message: str
+    pytester: pytest.Pytester, llm_project: LLMProject, reply: Reply, message: str
 ) -> None:
-    openai_server.on("m1", reply)
-    ini = 'llmeval_max_retries = "0"\nllmeval_timeout = "0.5"'
-    write_config(pytester, openai_server, ["m1"], ini)
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"m1": reply}, ini='llmeval_max_retries = "0"\nllmeval_timeout = "0.5"')
     result = pytester.runpytest("-k", "kettle")
     result.assert_outcomes(errors=1, deselected=2)
     where = "reviews.llmeval.yaml:10: case 'kettle', model m1"
@@ -372,11 +341,10 @@ def test_a_broken_endpoint_is_an_error_naming_case_and_model(
 
 
 def test_python_tests_with_the_llmeval_fixture_count_in_the_table(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
-    openai_server.on("good", oracle)
-    openai_server.on("bad", wrong_rating)
-    write_config(pytester, openai_server, ["good", "bad"], 'llmeval_threshold = "0.5"')
+    llm_project({"good": oracle, "bad": wrong_rating}, ini='llmeval_threshold = "0.5"',
+                suite=None)  # fmt: skip
     pytester.makepyfile(
         test_chain=f"""
         import json
@@ -426,10 +394,10 @@ def test_a_suite_with_no_models_is_an_error_saying_how_to_give_them(
 
 
 def test_a_free_text_suite_compares_the_whole_answer(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, openai_server: OpenAIServer, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", lambda r: "  Paris\n" if "France" in r.last_user_content else "Rome")
-    write_config(pytester, openai_server, ["m1"])
+    llm_project({"m1": lambda r: "  Paris\n" if "France" in r.last_user_content else "Rome"},
+                suite=None)  # fmt: skip
     pytester.makefile(
         ".llmeval.yaml",
         capitals="""
@@ -449,7 +417,7 @@ cases:
 
 
 def test_an_empty_refused_or_cut_off_answer_is_a_miss_that_says_why(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, llm_project: LLMProject
 ) -> None:
     def answer(request: Request) -> Reply:
         text = request.last_user_content
@@ -476,9 +444,7 @@ def test_an_empty_refused_or_cut_off_answer_is_a_miss_that_says_why(
         return Reply(body=json.dumps({"choices": [{"index": 0, "finish_reason": "length", "message": {
             "role": "assistant", "content": '{"product": "desk ch'}}]}).encode())  # fmt: skip
 
-    openai_server.on("m1", answer)
-    write_config(pytester, openai_server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml())
+    llm_project({"m1": answer})
     result = pytester.runpytest("--llm-misses-shown=3")
     assert result.parseoutcomes() == {"missed": 3}
     result.stdout.fnmatch_lines([
@@ -492,10 +458,9 @@ def test_an_empty_refused_or_cut_off_answer_is_a_miss_that_says_why(
 
 
 def test_a_suite_name_used_by_two_files_is_an_error(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", oracle)
-    write_config(pytester, openai_server, ["m1"])
+    llm_project({"m1": oracle}, suite=None)
     pytester.makefile(".llmeval.yaml", a=suite_yaml("same"), b=suite_yaml("same"))
     result = pytester.runpytest()
     result.assert_outcomes(passed=3, errors=1)
@@ -505,11 +470,10 @@ def test_a_suite_name_used_by_two_files_is_an_error(
 
 
 def test_selecting_a_model_keeps_a_broken_file_s_error_in_view(
-    pytester: pytest.Pytester, openai_server: OpenAIServer
+    pytester: pytest.Pytester, llm_project: LLMProject
 ) -> None:
-    openai_server.on("m1", oracle)
-    write_config(pytester, openai_server, ["m1"])
-    pytester.makefile(".llmeval.yaml", reviews=suite_yaml(), broken="suite: broken\ncases: []\n")
+    llm_project({"m1": oracle})
+    pytester.makefile(".llmeval.yaml", broken="suite: broken\ncases: []\n")
     result = pytester.runpytest("-k", "m1")
     result.assert_outcomes(passed=3, errors=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
