@@ -31,10 +31,15 @@ def settle(
     expected: Any, text: str, scoring: Scoring, json_answer: bool
 ) -> tuple[Verdict, list[ToJudge]]:
     """The verdict as far as it goes without a judge, and what the judge must grade."""
+    if len(text) > structural.MAX_ANSWER_CHARS:
+        # Past the bound, a miss as it stands: not parsed, not compared, not judged.
+        return structural.score(expected, text, scoring), []
     if not json_answer and isinstance(expected, str):
-        # A free-text suite expecting a string compares the whole answer with it.
-        verdict = structural.score_value(expected, text.strip(), scoring)
+        # A free-text suite expecting a string compares the whole answer with it, both
+        # stripped: a YAML block scalar's final newline is no part of what is expected.
+        expected = expected.strip()
         answer: Any = text.strip()
+        verdict = structural.score_value(expected, answer, scoring)
     else:
         verdict = structural.score(expected, text, scoring)
         # Not JSON: in JSON mode a miss as it stands; in a free-text suite, the text is judged.

@@ -6,6 +6,7 @@ import difflib
 import json
 import re
 import string
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,14 @@ from typing import Any
 from pytest_llmeval.suite.rules import FieldRule
 
 _PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
+
+# fuzzy_list's bounds, past which the field fails saying so (the answer's other bounds are
+# structural's). Its matching is cubic in the items (50 a side: milliseconds) and the
+# similarity of two items costs the product of their lengths: at 2,000 characters a side
+# (after normalizing), every item like every other, it took a third of a second. A fuzzy
+# list is a handful of short phrases: complaints, likes, findings.
+MAX_FUZZY_ITEMS = 50
+MAX_FUZZY_CHARS = 2_000
 
 
 @dataclass(frozen=True)
@@ -67,22 +76,125 @@ def _unordered(rule: FieldRule, expected: Any, actual: Any) -> FieldResult:
 
 def _fuzzy_list(rule: FieldRule, expected: Any, actual: Any) -> FieldResult:
     """Every expected item matched by a distinct answer item at least ``threshold`` similar
-    (after normalizing), and no answer item left over."""
+    (after normalizing), and no answer item left over.
+
+    The matching is the best one-to-one assignment, not a greedy one: as many pairs as can
+    reach the threshold, and among those the greatest total similarity. Both lists are put
+    in a canonical order first, so neither side's order changes the result."""
     if not (isinstance(expected, list) and isinstance(actual, list)):
         return _exact(rule, expected, actual)
-    left = list(actual)
-    missing = []
-    for item in expected:
-        scores = [_similarity(_text(item), _text(a)) for a in left]
-        best = max(range(len(left)), key=scores.__getitem__, default=None)
-        if best is None or scores[best] < rule.threshold:
-            missing.append(item)
-        else:
-            left.pop(best)
-    extra = left
+    wanted, given = _in_canonical_order(expected), _in_canonical_order(actual)
+    too_big = _fuzzy_bound(wanted, "expected") or _fuzzy_bound(given, "answer")
+    if too_big is not None:
+        return FieldResult(False, too_big)
+    pairs = match([_text(item) for item in wanted], [_text(item) for item in given], rule.threshold)
+    missing = [item for i, item in enumerate(wanted) if i not in pairs]
+    matched = set(pairs.values())
+    extra = [item for j, item in enumerate(given) if j not in matched]
     if not missing and not extra:
         return FieldResult(True)
     return FieldResult(False, _list_detail(missing, extra) + f" (similarity < {rule.threshold:g})")
+
+
+def _fuzzy_bound(items: list[Any], side: str) -> str | None:
+    if len(items) > MAX_FUZZY_ITEMS:
+        return (
+            f"fuzzy_list compares lists of at most {MAX_FUZZY_ITEMS} items; {side} has {len(items)}"
+        )
+    size = sum(len(_text(item)) for item in items)
+    if size > MAX_FUZZY_CHARS:
+        return (
+            f"fuzzy_list compares lists of at most {MAX_FUZZY_CHARS:,} characters; "
+            f"{side} has {size:,}"
+        )
+    return None
+
+
+def similarity(a: str, b: str) -> float:
+    """How alike two (normalized) texts are, 0..1, the same whichever comes first.
+
+    difflib's ratio is not symmetric (its longest-match search depends on which side it
+    indexes, and its junk heuristic looks at the second one only): the mean of both
+    directions is."""
+    if a == b:
+        return 1.0
+    return (
+        difflib.SequenceMatcher(None, a, b).ratio() + difflib.SequenceMatcher(None, b, a).ratio()
+    ) / 2
+
+
+def match(expected: list[str], answer: list[str], threshold: float) -> dict[int, int]:
+    """The best one-to-one matching of ``expected`` to ``answer`` items (index to index):
+    the most pairs at least ``threshold`` similar, then the greatest total similarity."""
+    if not expected or not answer:
+        return {}
+    scale = 10**6  # similarities as integers: exact sums, so ties are ties
+    # A pair is worth more than any total of similarities: the count of pairs comes first.
+    pair = (min(len(expected), len(answer)) + 1) * scale
+    weights = []
+    for a in expected:
+        row = []
+        for b in answer:
+            # quick_ratio bounds ratio from above both ways: most pairs need no more.
+            if a != b and difflib.SequenceMatcher(None, a, b).quick_ratio() < threshold:
+                row.append(0)
+                continue
+            alike = similarity(a, b)
+            row.append(pair + round(alike * scale) if alike >= threshold else 0)
+        weights.append(row)
+    if len(expected) <= len(answer):
+        chosen = _assignment(weights)
+        return {i: j for i, j in enumerate(chosen) if weights[i][j]}
+    columns = [list(column) for column in zip(*weights, strict=True)]
+    chosen = _assignment(columns)
+    return {i: j for j, i in enumerate(chosen) if columns[j][i]}
+
+
+def _assignment(weights: list[list[int]]) -> list[int]:
+    """For each row, its column, maximising the total weight (rows <= columns).
+
+    The Hungarian method with potentials (Kuhn-Munkres, O(rows^2 * columns)), on the costs
+    -weight; the textbook's 1-based arrays, slot 0 a virtual column."""
+    rows, columns = len(weights), len(weights[0])
+    infinite = float("inf")
+    u = [0.0] * (rows + 1)
+    v = [0.0] * (columns + 1)
+    owner = [0] * (columns + 1)  # owner[j]: the row assigned to column j (0: none)
+    way = [0] * (columns + 1)
+    for i in range(1, rows + 1):
+        owner[0] = i
+        j0 = 0
+        least = [infinite] * (columns + 1)
+        used = [False] * (columns + 1)
+        while True:
+            used[j0] = True
+            i0, delta, j1 = owner[j0], infinite, 0
+            row = weights[i0 - 1]
+            for j in range(1, columns + 1):
+                if not used[j]:
+                    cost = -row[j - 1] - u[i0] - v[j]
+                    if cost < least[j]:
+                        least[j], way[j] = cost, j0
+                    if least[j] < delta:
+                        delta, j1 = least[j], j
+            for j in range(columns + 1):
+                if used[j]:
+                    u[owner[j]] += delta
+                    v[j] -= delta
+                else:
+                    least[j] -= delta
+            j0 = j1
+            if owner[j0] == 0:
+                break
+        while j0:
+            j1 = way[j0]
+            owner[j0] = owner[j1]
+            j0 = j1
+    chosen = [0] * rows
+    for j in range(1, columns + 1):
+        if owner[j]:
+            chosen[owner[j] - 1] = j - 1
+    return chosen
 
 
 _SCORERS: dict[str, Callable[[FieldRule, Any, Any], FieldResult]] = {
@@ -96,10 +208,6 @@ _SCORERS: dict[str, Callable[[FieldRule, Any, Any], FieldResult]] = {
 
 def _text(value: Any) -> str:
     return normalize(value) if isinstance(value, str) else _canonical(value)
-
-
-def _similarity(a: str, b: str) -> float:
-    return difflib.SequenceMatcher(None, a, b).ratio()
 
 
 def _same(expected: Any, actual: Any) -> bool:
@@ -121,15 +229,27 @@ def _canonical(value: Any) -> str:
 
 
 def _multiset_difference(expected: list[Any], actual: list[Any]) -> tuple[list[Any], list[Any]]:
-    left = list(actual)
-    missing = []
-    for item in expected:
-        match = next((i for i, a in enumerate(left) if _same(item, a)), None)
-        if match is None:
-            missing.append(item)
-        else:
-            left.pop(match)
-    return missing, left
+    """Expected items the answer lacks and answer items beyond them, counted as multisets
+    (linear, by canonical JSON), each in canonical order."""
+    want = Counter(_canonical(item) for item in expected)
+    have = Counter(_canonical(item) for item in actual)
+    return _pick(expected, want - have), _pick(actual, have - want)
+
+
+def _pick(items: list[Any], counts: Counter[str]) -> list[Any]:
+    out = []
+    for item in _in_canonical_order(items):
+        key = _canonical(item)
+        if counts[key] > 0:
+            counts[key] -= 1
+            out.append(item)
+    return out
+
+
+def _in_canonical_order(items: list[Any]) -> list[Any]:
+    """Sorted by what compares (normalized text, then JSON), then by how it is shown: the
+    same list whatever order the items came in."""
+    return sorted(items, key=lambda item: (_text(item), _canonical(item), _show(item)))
 
 
 def _list_detail(missing: list[Any], extra: list[Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -10,67 +11,288 @@ from deepdiff import DeepDiff
 
 from pytest_llmeval.scoring.verdict import Verdict
 from pytest_llmeval.suite.rules import Scoring
-from pytest_llmeval.support.text import elide_middle
+from pytest_llmeval.support.text import elide_middle, shorten
 
-# A JSON value wrapped in a Markdown code fence, as chat models often answer.
-FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)\s*```", re.DOTALL)
 SHOWN = 80
+
+# What an answer may be, at most. An answer is untrusted input: a model can say anything,
+# and a prompt injection in a case's input can make it say something hostile. Past each
+# bound the answer is a miss whose reason names the bound: never a crash, a long
+# traceback or a long wait. An answer equal to the expected one is passed in linear time
+# (`_same`); the bounds are for DeepDiff, which explains a miss and is slow: its cost
+# grows with every value times its depth (about 70 us a value-level, measured), and
+# under ignore_order with the square of a list's changed items and, for lists within
+# lists, twice over at each level. At all the bounds at once, the slowest answers found
+# (tests/test_untrusted.py times them) score in about a second.
+#
+# ~25,000 tokens, more than most chat models write in one completion (gpt-4o stops at
+# 16,384 tokens), while a golden JSON answer is a few hundred characters. It bounds what
+# reads the text: the scan below, the parse, a free-text comparison, a judge's prompt.
+MAX_ANSWER_CHARS = 100_000
+# Golden answers nest a few levels; OpenAI's structured outputs accept schemas of at most
+# 10. DeepDiff's cost is proportional to depth (it copies the path to each value), and
+# Python's json recurses once a level (RecursionError near 1,000: 10,000 `[` crashed).
+MAX_DEPTH = 20
+# A float has 17 significant digits and an int64 19. Python refuses to turn a string of
+# more than 4,300 digits into an int (ValueError), and a long one costs quadratic time.
+MAX_NUMBER_DIGITS = 100
+# Items of one list, or fields of one object. Under ignore_order DeepDiff weighs every
+# pair of changed items to pair them: 100 items, 60 of them changed, take a third of a
+# second; 400 items took 13 s.
+MAX_LIST_ITEMS = 100
+# Values in the whole answer (each object, list, string, number, true, false, null):
+# 1,000 values at 20 levels is DeepDiff's second. An invoice's 50 lines of 6 fields are
+# 350.
+MAX_VALUES = 1_000
+# DeepDiff's own budgets. Comparisons: one for each pair of values visited, candidates
+# weighed for pairing included (100 items, 60 changed: 18,363). Pairing passes: one each
+# time two unordered lists with changed items are paired, doubling with each level of
+# lists within lists (17 levels: 124 s unbounded). Past either, DeepDiff stops pairing
+# or comparing: what it found is the diff, and the miss says it was compared in part.
+MAX_COMPARISONS = 20_000
+MAX_PAIRING_PASSES = 50
+# Differences listed in a miss's diff; the reason still counts them all.
+MAX_DIFF_LINES = 100
+
+# In the answer's text: a string (its brackets and digits are not structure), a bracket,
+# or a number. Strings unroll (no backtracking); an unterminated one runs to the end.
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]|-?\d[\d.eE+-]*')
+_DIGIT = re.compile(r"\d")
+_BUDGET = (
+    f"DeepDiff stops at {MAX_COMPARISONS:,} comparisons and {MAX_PAIRING_PASSES} pairing passes"
+)
 
 
 class InvalidJSON(ValueError):
     pass
 
 
+class OverLimit(InvalidJSON):
+    """An answer past one of the bounds above: a miss without parsing further."""
+
+
 def parse_answer(text: str) -> Any:
     """The JSON value in ``text``: bare, in a code fence, or the first object or array
-    inside surrounding prose ("Here it is: {...}"). Raises InvalidJSON."""
+    inside surrounding prose ("Here it is: {...}"). Raises InvalidJSON (OverLimit past a
+    bound: no JSON is parsed that would recurse too deep or hold too long a number)."""
+    if len(text) > MAX_ANSWER_CHARS:
+        raise OverLimit(f"answer longer than {MAX_ANSWER_CHARS:,} characters")
     stripped = text.strip()
     if not stripped:
         raise InvalidJSON("empty answer")
     try:
-        return json.loads(stripped)
+        return _loads(stripped)
     except json.JSONDecodeError as exc:
         first = exc
-    fenced = FENCE.search(text)
+    fenced = _fenced(text)
     if fenced is not None:
         try:
-            return json.loads(fenced.group(1))
+            return _loads(fenced)
         except json.JSONDecodeError as inner:
             raise InvalidJSON(f"invalid JSON in the fenced block ({inner.msg})") from None
     starts = [i for i in (stripped.find("{"), stripped.find("[")) if i >= 0]
     if starts:
         try:
-            return json.JSONDecoder().raw_decode(stripped, min(starts))[0]
+            return _loads(stripped, min(starts))
         except json.JSONDecodeError:
             pass
     raise InvalidJSON(f"invalid JSON ({first.msg} at line {first.lineno} column {first.colno})")
+
+
+def _fenced(text: str) -> str | None:
+    """The body of the first Markdown code fence (```json ... ```), stripped.
+
+    Found with str.find, not a regular expression: a pattern with a lazy body between
+    optional spaces backtracks cubically on an unclosed fence followed by spaces (4,000
+    spaces took 33 s)."""
+    start = text.find("```")
+    if start < 0:
+        return None
+    body = start + 3
+    if text.startswith(("json", "JSON"), body):
+        body += 4
+    end = text.find("```", body)
+    return None if end < 0 else text[body:end].strip()
+
+
+def _loads(text: str, start: int | None = None) -> Any:
+    """json.loads (or, from ``start``, the first value there), once the value json would
+    read is scanned for depth and number length. NaN and infinities are not JSON."""
+    at = len(text) - len(text.lstrip()) if start is None else start
+    over = _scan(text, at)
+    if over is not None:
+        raise OverLimit(over)
+    decoder = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite)
+    try:
+        if start is None:
+            return decoder.decode(text)
+        return decoder.raw_decode(text, start)[0]
+    except _NotFinite as exc:
+        raise OverLimit(str(exc)) from None
+
+
+def _scan(text: str, start: int) -> str | None:
+    """Which bound the JSON value starting at ``start`` passes, if any: its nesting, or a
+    number's length. Tokens are read as json reads them (strings whole), up to where the
+    value's brackets close; json's recursion is never deeper than the brackets open here."""
+    depth = 0
+    for token in _TOKEN.finditer(text, start):
+        first = token.group()[0]
+        if first in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return f"answer nested deeper than {MAX_DEPTH} levels"
+        elif first in "]}":
+            depth -= 1
+        elif first != '"' and len(_DIGIT.findall(token.group())) > MAX_NUMBER_DIGITS:
+            return f"answer has a number longer than {MAX_NUMBER_DIGITS} digits"
+        if depth <= 0:
+            return None
+    return None
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _not_a_number(name: str) -> Any:
+    raise _NotFinite(f"answer has {name}, which is not a JSON number")
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _NotFinite(f"answer has a number out of range ({shorten(literal, 30)})")
+    return value
+
+
+def over_limit(value: Any, what: str = "answer") -> str | None:
+    """Which bound ``value`` passes, if any, said of ``what`` ("answer nested deeper
+    than 20 levels"). Walked without recursion, so a value of any depth (a Python value
+    handed to ``llmeval.score``, even one that contains itself) is measured safely."""
+    if isinstance(value, str) and len(value) > MAX_ANSWER_CHARS:
+        return f"{what} longer than {MAX_ANSWER_CHARS:,} characters"
+    count = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return f"{what} has more than {MAX_VALUES:,} values"
+        if isinstance(item, dict | list | tuple):
+            if depth + 1 > MAX_DEPTH:
+                return f"{what} nested deeper than {MAX_DEPTH} levels"
+            if len(item) > MAX_LIST_ITEMS:
+                kind = (
+                    "an object with more than" if isinstance(item, dict) else "a list of more than"
+                )
+                unit = "fields" if isinstance(item, dict) else "items"
+                return f"{what} has {kind} {MAX_LIST_ITEMS:,} {unit}"
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(item, str):
+            if len(item) > MAX_ANSWER_CHARS:
+                return f"{what} has a string longer than {MAX_ANSWER_CHARS:,} characters"
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            # bit_length first: str() of a huge int is slow, and refused past 4,300 digits.
+            if item.bit_length() > 4 * MAX_NUMBER_DIGITS or len(str(abs(item))) > MAX_NUMBER_DIGITS:
+                return f"{what} has a number longer than {MAX_NUMBER_DIGITS} digits"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{what} has {item!r}, which is not a JSON number"
+    return None
 
 
 def score(expected: Any, text: str, options: Scoring) -> Verdict:
     """Score the raw answer ``text`` against ``expected`` under the suite's options."""
     try:
         answer = parse_answer(text)
+        over = over_limit(answer)
+        if over is not None:
+            raise OverLimit(over)
     except InvalidJSON as exc:
-        fields = dict.fromkeys(_field_names(expected, options), False)
-        return Verdict("miss", 0.0, fields, str(exc), (f"raw answer: {elide_middle(text, SHOWN)}",))
+        return _unscored(expected, options, str(exc), f"raw answer: {elide_middle(text, SHOWN)}")
     return score_value(expected, answer, options)
 
 
 def score_value(expected: Any, answer: Any, options: Scoring) -> Verdict:
     """Score an answer already in hand as a value (parsed JSON, or a free-text string)."""
+    over = over_limit(answer) or over_limit(expected, "expected")
+    if over is not None:
+        return _unscored(expected, options, over)
+    names = _field_names(expected, options)
+    if not options.exclude_paths and _same(expected, answer, options):
+        return Verdict("pass", 1.0, dict.fromkeys(names, True), "", (), answer)
     diff = _diff(expected, answer, options)
+    stats = diff.get_stats()  # type: ignore[no-untyped-call]
+    partial = bool(stats.get("MAX DIFF LIMIT REACHED") or stats.get("MAX PASS LIMIT REACHED"))
+    changed = {parts[0] for parts in _change_paths(diff) if parts}
     fields = {
         name: isinstance(answer, dict)
         and name in answer
-        and not _diff(expected[name], answer[name], options, under=name)
-        for name in _field_names(expected, options)
+        and name not in changed
+        # DeepDiff stopped early: a field it did not get to passes only if plainly equal.
+        and (not partial or _same(expected[name], answer[name], options))
+        for name in names
     }
-    lines = tuple(_describe(diff, expected, answer))
-    if not lines:
+    lines = _describe(diff, expected, answer)
+    if not lines and not partial:
         return Verdict("pass", 1.0, fields, "", (), answer)
     share = sum(fields.values()) / len(fields) if fields else 0.0
-    count = f"{len(lines)} difference{'s' if len(lines) > 1 else ''}"
-    return Verdict("miss", share, fields, count, lines, answer)
+    if not lines:
+        reason = f"answer too large to compare ({_BUDGET})"
+        return Verdict("miss", share, fields, reason, (), answer)
+    reason = f"{len(lines)} difference{'s' if len(lines) > 1 else ''}"
+    if len(lines) > MAX_DIFF_LINES:
+        lines[MAX_DIFF_LINES:] = [f"… and {len(lines) - MAX_DIFF_LINES:,} more differences"]
+    if partial:
+        reason += f" (compared in part: {_BUDGET})"
+    return Verdict("miss", share, fields, reason, tuple(lines), answer)
+
+
+def _same(expected: Any, answer: Any, options: Scoring) -> bool:
+    """Plainly equal under the options, without DeepDiff: in one canonical form (integral
+    floats as ints, strings lower-cased under ignore_string_case, lists sorted under
+    ignore_order), the same JSON. Equal here is equal to DeepDiff (the converse need not
+    hold: a numeric tolerance, or a repeated item under ignore_order, is DeepDiff's to
+    judge), so an answer that is right is passed in linear time, however large."""
+    try:
+        return _canonical(expected, options) == _canonical(answer, options)
+    except (TypeError, ValueError):  # not plain JSON (a Python value): DeepDiff decides
+        return False
+
+
+def _canonical(value: Any, options: Scoring) -> str:
+    return json.dumps(_normal(value, options), sort_keys=True, ensure_ascii=False)
+
+
+def _normal(value: Any, options: Scoring) -> Any:
+    """The canonical form of a plain JSON value; TypeError for anything else (a tuple, a
+    str subclass, a set: types DeepDiff tells apart where JSON would not)."""
+    kind = type(value)
+    if kind is dict:
+        if not all(type(key) is str for key in value):
+            raise TypeError("keys that JSON would turn into strings")
+        return {key: _normal(item, options) for key, item in value.items()}
+    if kind is list:
+        items = [_normal(item, options) for item in value]
+        if options.ignore_order:
+            items.sort(key=lambda item: json.dumps(item, sort_keys=True, ensure_ascii=False))
+        return items
+    if kind is float:
+        return int(value) if value.is_integer() else value
+    if kind is str:
+        return value.lower() if options.ignore_string_case else value  # as DeepDiff does
+    if value is None or kind in (int, bool):
+        return value
+    raise TypeError(f"not a JSON value: {kind.__name__}")
+
+
+def _unscored(expected: Any, options: Scoring, reason: str, *diff: str) -> Verdict:
+    """A miss before any comparison: not JSON, or past a bound. Every field missed."""
+    fields = dict.fromkeys(_field_names(expected, options), False)
+    return Verdict("miss", 0.0, fields, reason, diff)
 
 
 def _field_names(expected: Any, options: Scoring) -> list[str]:
@@ -85,15 +307,13 @@ def _root_path(path: str) -> str:
     return path if path.startswith(("root[", "root.")) else f"root[{path!r}]"
 
 
-def _diff(expected: Any, answer: Any, options: Scoring, under: str | None = None) -> DeepDiff:
+def _diff(expected: Any, answer: Any, options: Scoring) -> DeepDiff:
     excluded = [_root_path(p) for p in options.exclude_paths]
-    if under is not None:
-        # Comparing one field on its own: re-root the exclusions that fall inside it.
-        prefix = _root_path(under)
-        excluded = ["root" + p[len(prefix) :] for p in excluded if p.startswith(prefix + "[")]
     return DeepDiff(
-        expected,
-        answer,
+        # Integral floats as ints: 2.0 hashes as 2 under ignore_order, so it needs no
+        # pairing pass (which the pass budget may have spent) to equal 2.
+        _integral(expected),
+        _integral(answer),
         ignore_order=options.ignore_order,
         ignore_string_case=options.ignore_string_case,
         # 2 equals 2.0, but true does not equal 1: bool is a subclass of int, and without
@@ -102,8 +322,24 @@ def _diff(expected: Any, answer: Any, options: Scoring, under: str | None = None
         ignore_type_subclasses=True,
         math_epsilon=options.numeric_tolerance or None,
         exclude_paths=excluded or None,
+        max_diffs=MAX_COMPARISONS,
+        max_passes=MAX_PAIRING_PASSES,
         view="tree",
     )
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _change_paths(diff: DeepDiff) -> list[list[Any]]:
+    return [change.path(output_format="list") for changes in diff.values() for change in changes]
 
 
 def _describe(diff: DeepDiff, expected: Any, answer: Any) -> list[str]:
@@ -151,4 +387,8 @@ def _path(parts: list[Any]) -> str:
 
 
 def _show(value: Any) -> str:
-    return elide_middle(json.dumps(value, ensure_ascii=False), SHOWN)
+    try:  # a Python value handed to llmeval.score may hold what JSON cannot (a set)
+        shown = json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):  # keys JSON has no form for; a value that holds itself
+        shown = repr(value)
+    return elide_middle(shown, SHOWN)
