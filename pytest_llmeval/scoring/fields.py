@@ -128,73 +128,25 @@ def match(expected: list[str], answer: list[str], threshold: float) -> dict[int,
     the most pairs at least ``threshold`` similar, then the greatest total similarity."""
     if not expected or not answer:
         return {}
+    # Here, not at the top: scipy.optimize takes a quarter of a second to import, and the
+    # plugin is imported by every pytest run, most of which never score a fuzzy list.
+    import numpy
+    from scipy.optimize import linear_sum_assignment
+
     scale = 10**6  # similarities as integers: exact sums, so ties are ties
     # A pair is worth more than any total of similarities: the count of pairs comes first.
     pair = (min(len(expected), len(answer)) + 1) * scale
-    weights = []
-    for a in expected:
-        row = []
-        for b in answer:
+    weights = numpy.zeros((len(expected), len(answer)), dtype=numpy.int64)
+    for i, a in enumerate(expected):
+        for j, b in enumerate(answer):
             # quick_ratio bounds ratio from above both ways: most pairs need no more.
             if a != b and difflib.SequenceMatcher(None, a, b).quick_ratio() < threshold:
-                row.append(0)
                 continue
             alike = similarity(a, b)
-            row.append(pair + round(alike * scale) if alike >= threshold else 0)
-        weights.append(row)
-    if len(expected) <= len(answer):
-        chosen = _assignment(weights)
-        return {i: j for i, j in enumerate(chosen) if weights[i][j]}
-    columns = [list(column) for column in zip(*weights, strict=True)]
-    chosen = _assignment(columns)
-    return {i: j for j, i in enumerate(chosen) if columns[j][i]}
-
-
-def _assignment(weights: list[list[int]]) -> list[int]:
-    """For each row, its column, maximising the total weight (rows <= columns).
-
-    The Hungarian method with potentials (Kuhn-Munkres, O(rows^2 * columns)), on the costs
-    -weight; the textbook's 1-based arrays, slot 0 a virtual column."""
-    rows, columns = len(weights), len(weights[0])
-    infinite = float("inf")
-    u = [0.0] * (rows + 1)
-    v = [0.0] * (columns + 1)
-    owner = [0] * (columns + 1)  # owner[j]: the row assigned to column j (0: none)
-    way = [0] * (columns + 1)
-    for i in range(1, rows + 1):
-        owner[0] = i
-        j0 = 0
-        least = [infinite] * (columns + 1)
-        used = [False] * (columns + 1)
-        while True:
-            used[j0] = True
-            i0, delta, j1 = owner[j0], infinite, 0
-            row = weights[i0 - 1]
-            for j in range(1, columns + 1):
-                if not used[j]:
-                    cost = -row[j - 1] - u[i0] - v[j]
-                    if cost < least[j]:
-                        least[j], way[j] = cost, j0
-                    if least[j] < delta:
-                        delta, j1 = least[j], j
-            for j in range(columns + 1):
-                if used[j]:
-                    u[owner[j]] += delta
-                    v[j] -= delta
-                else:
-                    least[j] -= delta
-            j0 = j1
-            if owner[j0] == 0:
-                break
-        while j0:
-            j1 = way[j0]
-            owner[j0] = owner[j1]
-            j0 = j1
-    chosen = [0] * rows
-    for j in range(1, columns + 1):
-        if owner[j]:
-            chosen[owner[j] - 1] = j - 1
-    return chosen
+            if alike >= threshold:
+                weights[i, j] = pair + round(alike * scale)
+    rows, columns = linear_sum_assignment(weights, maximize=True)
+    return {int(i): int(j) for i, j in zip(rows, columns, strict=True) if weights[i, j]}
 
 
 _SCORERS: dict[str, Callable[[FieldRule, Any, Any], FieldResult]] = {
