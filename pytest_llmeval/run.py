@@ -91,6 +91,8 @@ class Run:
             )
         if name not in self.judges:
             self.judges[name] = resolve_models([name], self.table or {})[0]
+            if self._engine is not None:
+                self._engine.know(self.judges[name])
         return self.judges[name]
 
     @property
@@ -114,6 +116,11 @@ class Run:
                 budget=budget,
                 share=self.share,
                 workers=self.workers,
+            )
+            # Every configured key, so that a judge's is out of answers that come before
+            # the judge is first asked.
+            self._engine.know(
+                *self.models.values(), *self.judges.values(), *(self.table or {}).values()
             )
         return self._engine
 

@@ -246,6 +246,46 @@ api_key_env = "LEAKY_JUDGE_KEY"
     assert "Checked with ***." in saved  # the judge's reasoning, kept
 
 
+def test_a_configured_key_is_out_of_answers_before_its_model_is_asked(
+    pytester: pytest.Pytester, openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy that holds every key may echo any of them: a judge's key, in an answer that
+    comes before the judge is first asked, or a key of a model the run never asks."""
+    openai_server.on("m1", lambda request: Reply(
+        content=json.dumps({"name": f"{JUDGE_CANARY} {CANARY}", "comment": "c"})))  # fmt: skip
+    pytester.makepyprojecttoml(f"""
+[tool.pytest.ini_options]
+llmeval_models = "m1"
+
+[tool.llmeval.models.m1]
+base_url = "{openai_server.url}"
+
+[tool.llmeval.models.judge]
+base_url = "{openai_server.url}"
+api_key_env = "LEAKY_JUDGE_KEY"
+
+[tool.llmeval.models.unused]
+base_url = "{openai_server.url}"
+api_key_env = "LEAKY_KEY"
+""")
+    pytester.makefile(".llmeval.yaml", leaks="""\
+suite: leaks
+prompt: {user: "{q}"}
+cases:
+  - {id: echo, inputs: {q: echo}, expected: {name: n, comment: c}}
+""")
+    monkeypatch.setenv("LEAKY_KEY", CANARY)
+    monkeypatch.setenv("LEAKY_JUDGE_KEY", JUDGE_CANARY)
+    result = pytester.runpytest("-v", "--llm-save=results.json", "-p", "no:xdist")
+    assert result.parseoutcomes() == {"missed": 1}
+    out = result.stdout.str()
+    assert '"*** ***"' in out  # the miss's diff shows the answer, both keys out
+    files = [p for p in pytester.path.rglob("*") if p.is_file()]
+    for canary in (CANARY, JUDGE_CANARY):
+        assert canary not in out
+        assert not [p for p in files if canary.encode() in p.read_bytes()]
+
+
 # -- JUnit stays XML whatever an answer holds --------------------------------------------------
 
 CONTROL = "".join(chr(c) for c in range(32) if chr(c) not in "\t\n\r") + "\x7f\ud800\ufffe"

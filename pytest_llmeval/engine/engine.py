@@ -129,14 +129,20 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._claimed: set[asyncio.Task[Any]] = set()
         self._closing = False
-        # Every model asked (judges too): no key of any of them is kept in an answer.
+        # Every model configured or asked (judges too): no key of any of them is kept in an
+        # answer, even one that comes before the model holding the key is first asked.
         self._models: dict[str, ModelSpec] = {}
 
     # -- the main thread -------------------------------------------------------------------
 
+    def know(self, *models: ModelSpec) -> None:
+        """Models whose keys are taken out of every answer, before any of them is asked."""
+        for model in models:
+            self._models.setdefault(model.name, model)
+
     def start(self, request: LLMRequest) -> Pending:
         """Replay the answer from the cache where the mode allows; otherwise send it."""
-        self._models.setdefault(request.model.name, request.model)
+        self.know(request.model)
         self.progress.add(request.model.name, total=1)
         replayed, notice = self._replay(request)
         if isinstance(replayed, Completion):
@@ -182,7 +188,7 @@ class Engine:
 
     async def ask(self, request: LLMRequest) -> Completion:
         """From a job in the engine's loop: an answer, as ``start`` and ``wait`` give one."""
-        self._models.setdefault(request.model.name, request.model)
+        self.know(request.model)
         self.progress.add(request.model.name, total=1)
         replayed, _ = self._replay(request)
         if isinstance(replayed, Completion):
