@@ -268,12 +268,15 @@ api_key_env = "LEAKY_JUDGE_KEY"
 base_url = "{openai_server.url}"
 api_key_env = "LEAKY_KEY"
 """)
-    pytester.makefile(".llmeval.yaml", leaks="""\
+    pytester.makefile(
+        ".llmeval.yaml",
+        leaks="""\
 suite: leaks
 prompt: {user: "{q}"}
 cases:
   - {id: echo, inputs: {q: echo}, expected: {name: n, comment: c}}
-""")
+""",
+    )
     monkeypatch.setenv("LEAKY_KEY", CANARY)
     monkeypatch.setenv("LEAKY_JUDGE_KEY", JUDGE_CANARY)
     result = pytester.runpytest("-v", "--llm-save=results.json", "-p", "no:xdist")
