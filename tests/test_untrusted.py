@@ -31,14 +31,8 @@ from pytest_llmeval.scoring.fields import (
     similarity,
 )
 from pytest_llmeval.scoring.structural import (
-    MAX_ANSWER_CHARS,
-    MAX_DEPTH,
     MAX_DIFF_LINES,
-    MAX_LIST_ITEMS,
-    MAX_NUMBER_DIGITS,
-    MAX_VALUES,
     InvalidJSON,
-    over_limit,
     parse_answer,
     score,
     score_value,
@@ -47,6 +41,14 @@ from pytest_llmeval.suite import load
 from pytest_llmeval.suite.load import CaseFileError, load_suite
 from pytest_llmeval.suite.model import Suite
 from pytest_llmeval.suite.rules import FieldRule, Scoring
+from pytest_llmeval.support.bounds import (
+    MAX_ANSWER_CHARS,
+    MAX_DEPTH,
+    MAX_LIST_ITEMS,
+    MAX_NUMBER_DIGITS,
+    MAX_VALUES,
+    over_limit,
+)
 from tests.conftest import REVIEWS, LLMProject, oracle, suite_yaml
 
 # At least 2,000 examples a property; no example database written into the worktree.
@@ -412,6 +414,10 @@ BROKEN = {
         broken("cases:", "\n".join(["l0: &l0 [1]"] + [f"l{i}: &l{i} [*l{i - 1}]"
                                                       for i in range(1, 70)]) + "\ncases:"),
         f"69: nested deeper than {load.MAX_DEPTH} levels through the alias *l62",
+    ),
+    "expected-past-a-bound": (
+        broken(RATING, '"star_rating": ' + str(list(range(101)))),
+        "9: case 'desk-chair': `expected` has a list of more than 100 items: no answer could match it",
     ),
     "cases-from-nul": (
         'suite: j\ncases_from: "a\\0.llmeval.yaml"\n',

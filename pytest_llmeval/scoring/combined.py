@@ -15,6 +15,7 @@ from pytest_llmeval.scoring.fields import score_field
 from pytest_llmeval.scoring.judge import Judgement
 from pytest_llmeval.scoring.verdict import Verdict
 from pytest_llmeval.suite.rules import Scoring
+from pytest_llmeval.support.bounds import MAX_ANSWER_CHARS
 from pytest_llmeval.support.text import shorten
 
 REASONING_SHOWN = 400  # characters of the judge's reasoning in a diff line
@@ -31,7 +32,7 @@ def settle(
     expected: Any, text: str, scoring: Scoring, json_answer: bool
 ) -> tuple[Verdict, list[ToJudge]]:
     """The verdict as far as it goes without a judge, and what the judge must grade."""
-    if len(text) > structural.MAX_ANSWER_CHARS:
+    if len(text) > MAX_ANSWER_CHARS:
         # Past the bound, a miss as it stands: not parsed, not compared, not judged.
         return structural.score(expected, text, scoring), []
     if not json_answer and isinstance(expected, str):

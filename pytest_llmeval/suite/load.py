@@ -31,6 +31,7 @@ from pytest_llmeval.suite.model import (
     template_variables,
 )
 from pytest_llmeval.suite.rules import FIELD_METHODS, FieldRule, JudgeConfig, Scoring
+from pytest_llmeval.support.bounds import over_limit
 from pytest_llmeval.support.problems import ConfigError, Problem
 from pytest_llmeval.support.text import did_you_mean, shorten
 
@@ -753,6 +754,9 @@ class _SuiteReader:
                     "strings, numbers, booleans and null)",
                     label,
                 )
+            elif (over := over_limit(expected, "`expected`")) is not None:
+                # No answer could match it: every answer past the bound is a miss.
+                self.problem(fields["expected"], f"{over}: no answer could match it", label)
             elif object_only and not isinstance(expected, dict):
                 self.problem(
                     fields["expected"],
