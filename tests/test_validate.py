@@ -206,3 +206,11 @@ def test_the_hook_as_pre_commit_runs_it(tmp_path: Path) -> None:
         "suites/a.llmeval.yaml:11: case 'lamp lit': `id` must match ^[A-Za-z0-9_.-]+$, "
         "not 'lamp lit'" in failed.stdout
     )
+
+
+def test_the_readmes_first_suite_has_no_problems(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("# yaml-language-server: $schema=")
+    (tmp_path / "first.llmeval.yaml").write_text(readme[start : readme.index("```", start)])
+    result = llmeval("validate", "first.llmeval.yaml", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, "1 suite, 1 case: no problems\n")
