@@ -5,12 +5,17 @@ verdicts (agreement rate, Cohen's kappa, where they differ).
 ``llmeval upload RESULTS``: send a saved run to LangSmith (again: nothing twice).
 ``llmeval gate RESULTS --threshold X [--baseline OTHER]``: the gate again, on saved
 results, calling no model.
-``llmeval report RESULTS --html PATH [--markdown PATH]``: the reports of a saved run."""
+``llmeval report RESULTS --html PATH [--markdown PATH]``: the reports of a saved run.
+``llmeval validate [PATHS]``: every suite checked, calling no model.
+``llmeval schema``: the JSON Schema of a suite file, for editors."""
 
 from __future__ import annotations
 
 import argparse
+import configparser
+import json
 import sys
+import tomllib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,13 +25,14 @@ from pytest_llmeval.engine.cache import ResponseCache
 from pytest_llmeval.engine.engine import Engine
 from pytest_llmeval.langsmith.payloads import DEFAULT_DATASET
 from pytest_llmeval.langsmith.upload import Uploader, api_key
-from pytest_llmeval.models import load_model_table, resolve_models
+from pytest_llmeval.models import is_openai_name, load_model_table, resolve_models
 from pytest_llmeval.options import add_argument
 from pytest_llmeval.report import html, markdown
 from pytest_llmeval.report.view import change_lines, gate_lines, pct
 from pytest_llmeval.results.gate import Decision, decide
 from pytest_llmeval.results.saved_run import ResultsFileError, SavedRun
-from pytest_llmeval.suite.load import load_suite
+from pytest_llmeval.suite.load import SCHEMA, load_suite
+from pytest_llmeval.suite.validate import suite_files, validate
 from pytest_llmeval.support.problems import ConfigError
 from pytest_llmeval.support.text import shorten
 
@@ -87,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--markdown", type=Path, help="write the Markdown summary here")
     _gate_arguments(report)
     report.set_defaults(run=_report)
+    _validate_command(commands)
+    schema = commands.add_parser("schema", help="print the JSON Schema of a suite file")
+    schema.set_defaults(run=_schema)
     args = parser.parse_args(argv)
     return int(args.run(args))
 
@@ -203,6 +212,71 @@ def _report(args: argparse.Namespace) -> int:
         if written is not None:
             print(f"llmeval report: {written}")
     return 1 if decision.failures else 0
+
+
+def _validate_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = commands.add_parser("validate", help="check every suite, calling no model")
+    check.add_argument("paths", type=Path, nargs="*",
+                       help="suite files or folders (default: the testpaths of pytest's "
+                       "configuration, else the current folder)")  # fmt: skip
+    check.add_argument(
+        "--config",
+        type=Path,
+        default=Path("pyproject.toml"),
+        help="pyproject.toml with [tool.llmeval.models] (default: ./pyproject.toml)",
+    )
+    check.set_defaults(run=_validate)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    try:
+        table = load_model_table(args.config)
+    except ConfigError as exc:
+        print(f"llmeval: {exc}", file=sys.stderr)
+        return 2
+    found = validate(
+        suite_files(args.paths or _testpaths(Path.cwd())),
+        lambda name: name in table or is_openai_name(name),
+        _shown,
+    )
+    for problem in found.problems:
+        print(problem)
+    print(found.summary())
+    return 1 if found.problems else 0
+
+
+def _testpaths(root: Path) -> list[Path]:
+    """pytest's `testpaths` where its configuration here gives them (pytest.ini first, as
+    pytest reads it), else this folder."""
+    ini = root / "pytest.ini"
+    if ini.is_file():
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(ini, encoding="utf-8")
+            named = parser.get("pytest", "testpaths", fallback="").split()
+        except (configparser.Error, UnicodeDecodeError):
+            named = []  # pytest itself says what is wrong with its configuration
+        return [root / p for p in named] or [root]
+    try:
+        data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return [root]
+    named = data.get("tool", {}).get("pytest", {}).get("ini_options", {}).get("testpaths", [])
+    paths = [named] if isinstance(named, str) else named
+    return [root / p for p in paths if isinstance(p, str)] or [root]
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the current folder where it is under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _schema(args: argparse.Namespace) -> int:
+    print(json.dumps(SCHEMA, indent=2))
+    return 0
 
 
 def _agreement(args: argparse.Namespace) -> int:
