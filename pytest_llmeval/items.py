@@ -233,7 +233,8 @@ class CaseItem(pytest.Item):
             parsed=verdict.answer,
         )
         self.stash[RECORD] = record
-        self._propose(verdict.outcome, *_as_golden(self.suite, self.case, done.text))
+        if run_of(self.config).settings.update_goldens is not None:  # parsed only then
+            self._propose(verdict.outcome, *_as_golden(self.suite, self.case, done.text))
         if not verdict.passed and run_of(self.config).settings.strict:
             pytest.fail(miss_text(record), pytrace=False)
 
