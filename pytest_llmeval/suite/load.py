@@ -600,34 +600,35 @@ class _SuiteReader:
         expected: Any = item.get("expected")
         # JSON mode makes the model answer an object: no other `expected` can ever pass.
         object_only = response_format.json_mode and response_format.schema is None
-        if "expected" not in item:
-            self.problem(at, "missing `expected:`")
-        elif not _is_json_like(expected):
-            self.problem(
-                (*at, "expected"),
-                "`expected` is not JSON-like (only mappings with string keys, lists, "
-                "strings, numbers, booleans and null)",
-            )
-        elif (over := over_limit(expected, "`expected`")) is not None:
-            # No answer could match it: every answer past the bound is a miss.
-            self.problem((*at, "expected"), f"{over}: no answer could match it")
-        elif object_only and not isinstance(expected, dict):
-            self.problem(
-                (*at, "expected"),
-                "`response_format: json` makes the model answer a JSON object, and "
-                "`expected` is not one: give a JSON schema or `response_format: text`",
-            )
-        elif expected_check is not None:
-            # An answer must follow the schema: an `expected` that does not can never pass.
-            def named(path: SchemaPath) -> str:
-                return f"`expected{''.join(f'[{step!r}]' for step in path)}`"
-
-            for found in schema_problems(expected_check, expected, named):
+        # A case with no `expected:` has no golden yet: its item is an error until
+        # --llm-update-goldens writes one.
+        if "expected" in item:
+            if not _is_json_like(expected):
                 self.problem(
-                    (*at, "expected", *found.path),
-                    f"{found.text} (by the suite's `response_format` schema)",
-                    found.key,
+                    (*at, "expected"),
+                    "`expected` is not JSON-like (only mappings with string keys, lists, "
+                    "strings, numbers, booleans and null)",
                 )
+            elif (over := over_limit(expected, "`expected`")) is not None:
+                # No answer could match it: every answer past the bound is a miss.
+                self.problem((*at, "expected"), f"{over}: no answer could match it")
+            elif object_only and not isinstance(expected, dict):
+                self.problem(
+                    (*at, "expected"),
+                    "`response_format: json` makes the model answer a JSON object, and "
+                    "`expected` is not one: give a JSON schema or `response_format: text`",
+                )
+            elif expected_check is not None:
+                # An answer must follow the schema: an `expected` that does not can never pass.
+                def named(path: SchemaPath) -> str:
+                    return f"`expected{''.join(f'[{step!r}]' for step in path)}`"
+
+                for found in schema_problems(expected_check, expected, named):
+                    self.problem(
+                        (*at, "expected", *found.path),
+                        f"{found.text} (by the suite's `response_format` schema)",
+                        found.key,
+                    )
         if len(self.problems) > before:
             return None
         return Case(
@@ -638,6 +639,7 @@ class _SuiteReader:
             messages=tuple(messages),
             tags=tuple(item.get("tags", ())),
             notes=item.get("notes"),
+            golden="expected" in item,
         )
 
 
