@@ -28,7 +28,7 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 from ruamel.yaml.error import YAMLError
-from ruamel.yaml.scalarstring import LiteralScalarString
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
 
 from pytest_llmeval.suite.load import CASE_ID, MAX_DEPTH, MAX_NUMBER_CHARS, ROLES
 from pytest_llmeval.suite.model import TEMPLATE_VAR, Case, Message, Suite
@@ -41,6 +41,8 @@ INPUT = "input"
 TOOL_KEYS = ("tools", "functions", "parallel_tool_calls", "tool_choice")
 # `expected` sits four levels down in a suite file (suite, cases, case, expected).
 MAX_EXPECTED_DEPTH = MAX_DEPTH - 3
+# Characters YAML 1.1 reads as line breaks, besides \n and \r, and the byte-order mark.
+LINE_BREAKS = ("\x85", "\u2028", "\u2029", "\ufeff")
 
 
 class _Unfit(Exception):
@@ -100,7 +102,7 @@ def import_text(
     samples: list[_Sample] = []
     skipped: list[Problem] = []
     objects = lines = 0
-    for number, raw in enumerate(text.split("\n"), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):  # JSONL's one line break
         if not raw.strip():
             continue  # a blank line holds no case
         lines += 1
@@ -116,11 +118,14 @@ def import_text(
         except _Unfit as exc:
             skipped.append(Problem(f"skipped: {exc}", shown, number))
     if objects == 0:
-        first = f" ({skipped[0].text.removeprefix('skipped: ')} at line {skipped[0].line})"
+        first = (
+            f" ({skipped[0].text.removeprefix('skipped: ')} at line {skipped[0].line})"
+            if skipped
+            else ""
+        )
         raise ConfigError(
             Problem(
-                f"not a JSONL file: none of its {lines} lines is a JSON object"
-                + (first if skipped else ""),
+                f"not a JSONL file: none of its {lines} lines is a JSON object" + first,
                 shown,
             )
         )
@@ -403,6 +408,10 @@ def _suite_document(
 def _text(value: str) -> str:
     """A block scalar where the text has lines and YAML keeps it exactly so: printable
     characters (no tab, no other line break), no spaces at the ends of lines."""
+    if any(c in value for c in LINE_BREAKS):
+        # Only a double-quoted scalar escapes these; elsewhere YAML reads them as breaks.
+        quoted: str = DoubleQuotedScalarString(value)
+        return quoted
     if "\n" not in value.rstrip("\n"):
         return value
     keepable = all(c == "\n" or (c.isprintable() and c != "\ufeff") for c in value)
@@ -416,7 +425,7 @@ def _readable(value: Any) -> Any:
     """`expected` as YAML a person reads: short lists of plain values on one line, text
     with lines as block scalars."""
     if isinstance(value, dict):
-        return {key: _readable(item) for key, item in value.items()}
+        return {_text(key): _readable(item) for key, item in value.items()}
     if isinstance(value, list):
         items = CommentedSeq(_readable(item) for item in value)
         if all(not isinstance(item, dict | list) for item in value):
