@@ -182,7 +182,8 @@ def _import(args: argparse.Namespace) -> int:
         print(f"llmeval: import: cannot write {output}: {exc}", file=sys.stderr)
         return 2
     answers = "JSON" if imported.json_answers else "free-text"
-    print(f"llmeval import: wrote {output}: suite {name!r}, {imported.cases} cases, "
+    print(f"llmeval import: wrote {output}: suite {name!r}, {imported.cases} "
+          f"case{'' if imported.cases == 1 else 's'}, "
           f"{answers} answers, from {args.jsonl}")  # fmt: skip
     for note in imported.notes:
         print(f"{note}")

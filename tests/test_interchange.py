@@ -262,6 +262,20 @@ def test_import_does_not_overwrite_without_force(tmp_path: Path) -> None:
     assert "must end in .llmeval.yaml" in wrong.stderr
 
 
+def test_a_training_weight_is_dropped_and_said(tmp_path: Path) -> None:
+    line = json.dumps({"messages": [{"role": "user", "content": "x"},
+                                    {"role": "assistant", "content": "{}", "weight": 0}]})  # fmt: skip
+    source = write(tmp_path / "w.jsonl", [line])
+    out = tmp_path / "w.llmeval.yaml"
+    result = llmeval("import", str(source), "-o", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"llmeval import: wrote {out}: suite 'w', 1 case, JSON answers, from {source}",
+        f"{source}:1: `messages` message 2: `weight` is for training only; not kept",
+    ]
+    assert [c.expected for c in load_suite(out).cases] == [{}]
+
+
 def test_templates_in_imported_text_are_kept_as_text(tmp_path: Path) -> None:
     """A system message with `{product}` in it is sent as written, not taken for a
     variable of the suite's prompt."""
