@@ -17,6 +17,7 @@ description of the format, also what editors check against), then the suite's ow
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ from pytest_llmeval.support.text import shorten
 
 SCHEMA = load_schema("pytest_llmeval.suite", "suite.schema.json")
 SCHEMA_CHECK = validator(SCHEMA)
+# What other code needs to know of the format, read from its one description.
+ROLES = frozenset(SCHEMA["$defs"]["message"]["properties"]["role"]["enum"])
+CASE_ID = re.compile(SCHEMA["$defs"]["case"]["properties"]["id"]["pattern"])
 
 # What a suite file may hold, at most; past each bound, a located problem.
 #
