@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +82,7 @@ def write_project(directory: Path, cases: int, url: str) -> None:
     (directory / "signals.llmeval.yaml").write_text("\n".join(lines) + "\n")
 
 
-def endpoint(fast: int, slow: bool) -> object:
+def endpoint(fast: int, slow: bool) -> Callable[[Request], Reply]:
     """Case n answered right: at once for n < fast, else after SLOW_DELAY_S when ``slow``."""
 
     def reply(request: Request) -> Reply:
