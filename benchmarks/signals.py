@@ -156,7 +156,7 @@ def kept(run: Run, fast: int) -> Check:
         markdown = (run.directory / "summary.md").read_text()
     except (OSError, ResultsFileError, ET.ParseError) as exc:
         return Check(name, f"{type(exc).__name__}: {exc}", False)
-    cases = sorted(r.case for r in saved.records)
+    cases = sorted((r.case for r in saved.records), key=lambda case: int(case[1:]))
     wanted = [f"c{n}" for n in range(fast)]
     met = (cases == wanted and all(r.outcome == "pass" for r in saved.records)
            and "c0" in html and "## pytest-llmeval" in markdown)  # fmt: skip
