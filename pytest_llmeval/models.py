@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pytest_llmeval.support.problems import ConfigError, Problem
 from pytest_llmeval.support.text import did_you_mean
@@ -59,6 +60,14 @@ PRICES: dict[str, tuple[float, float]] = {
 OPENAI_PREFIXES = ("gpt-", "ft:", "o1", "o3", "o4", "chatgpt-")
 # A dated snapshot of a listed model ("gpt-4-0613", "gpt-4o-2024-08-06") costs the same.
 SNAPSHOT_SUFFIX = re.compile(r"^-\d")
+# `${NAME}` and `${NAME:-default}` in base_url and string params, as in a compose file;
+# `$${` is a literal `${`. A bare `$NAME` is left alone, so a `$` in a prompt-like param
+# needs no escape. A `${` that is neither is a problem (the group `name` is then None).
+ENV_REFERENCE = re.compile(
+    r"\$\$\{|\$\{(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\})?"
+)
+# The params key the SDK sends as HTTP headers rather than in the request body.
+HEADERS_PARAM = "extra_headers"
 
 
 @dataclass(frozen=True)
@@ -74,15 +83,30 @@ class Price:
 class ModelSpec:
     name: str
     model: str
-    base_url: str | None = None
+    # Neither this nor params in its repr: a value read from the environment (a password
+    # in the URL, a token in a header) may be in them.
+    base_url: str | None = field(default=None, repr=False)
     # None: the endpoint takes no key (a local server); otherwise the variable to read.
     api_key_env: str | None = DEFAULT_KEY_ENV
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict, repr=False)
     price: Price | None = None
     schema_style: SchemaStyle = "json_schema"
     timeout: float | None = None
     # This model's cap on requests in flight (a local server may serve one at a time).
     concurrency: int | None = None
+    # The params as written, `${NAME}` unexpanded: what a recording's key and the results
+    # file hold, so a token read from the environment is in neither and may change.
+    written_params: Mapping[str, Any] | None = None
+    # What `${NAME}` references read from the environment: taken out of all output, as keys.
+    from_env: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def identity_params(self) -> Mapping[str, Any]:
+        return self.params if self.written_params is None else self.written_params
+
+    def headers(self) -> dict[str, str]:
+        """``params.extra_headers``: sent as HTTP headers, as the SDK's own argument is."""
+        return dict(self.params.get(HEADERS_PARAM, {}))
 
     def api_key(self) -> str | None:
         """The key from the environment, or None when the endpoint needs none or it is unset."""
@@ -184,6 +208,12 @@ def _entry_problems(name: str, entry: Any) -> list[str]:
         ),
     ]
     problems += [f"{where}: {text}" for failed, text in checks if failed]
+    params = entry.get("params", {})
+    headers = params.get(HEADERS_PARAM, {}) if isinstance(params, dict) else {}
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        problems.append(f'{where}: `params.{HEADERS_PARAM}` must be a table of strings, e.g. '
+                        '{Authorization = "Bearer ${TOKEN}"}')  # fmt: skip
+    problems += [f"{where} {text}" for text in _expand_entry(entry, os.environ).problems]
     if "price" in entry:
         problems += [f"{where}: {text}" for text in _price_problems(entry["price"])]
     return problems
@@ -197,12 +227,15 @@ def _spec_from_entry(name: str, entry: dict[str, Any]) -> ModelSpec:
     # A custom endpoint (a local server) may take no key; OpenAI's always does.
     key_env = entry.get("api_key_env", None if base_url else DEFAULT_KEY_ENV)
     price = entry.get("price")
+    expanded = _expand_entry(entry, os.environ)
     return ModelSpec(
         name=name,
         model=model,
-        base_url=base_url,
+        base_url=expanded.base_url,
         api_key_env=key_env,
-        params=entry.get("params", {}),
+        params=expanded.params,
+        written_params=entry.get("params", {}),
+        from_env=tuple(sorted(expanded.secrets)),
         price=price_for(model)
         if price is None
         else Price(float(price["input_per_1k"]), float(price["output_per_1k"])),
@@ -210,6 +243,75 @@ def _spec_from_entry(name: str, entry: dict[str, Any]) -> ModelSpec:
         timeout=float(timeout) if timeout is not None else None,
         concurrency=entry.get("concurrency"),
     )
+
+
+@dataclass
+class _Expansion:
+    """An entry's base_url and params with every `${NAME}` replaced from the environment."""
+
+    base_url: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    # Each variable's value as read: redacted wherever the run shows or stores text.
+    secrets: set[str] = field(default_factory=set)
+
+
+def _expand_entry(entry: dict[str, Any], environ: Mapping[str, str]) -> _Expansion:
+    """``base_url`` and the string values in ``params`` (at any depth), expanded; only those:
+    `api_key_env` names a variable itself, and the other keys are numbers and names."""
+    done = _Expansion()
+
+    def expand(value: Any, where: str) -> Any:
+        if isinstance(value, str):
+            return _expand(value, where, environ, done)
+        if isinstance(value, dict):
+            return {k: expand(v, f"{where}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    base_url = entry.get("base_url")
+    if isinstance(base_url, str):
+        # The endpoint is shown (without credentials) in errors and stored with each
+        # recording, so what is secret in a URL from the environment is only the parts
+        # never shown: user, password and query string.
+        shown = _Expansion()
+        done.base_url = _expand(base_url, "base_url", environ, shown)
+        done.problems += shown.problems
+        if shown.secrets:
+            try:
+                url = urlsplit(done.base_url)
+                parts = {url.username, url.password, url.query}
+            except ValueError:  # no URL the SDK could use either: hide the whole of it
+                parts = {done.base_url}
+            done.secrets |= {part for part in parts if part}
+    params = entry.get("params", {})
+    done.params = expand(params, "params") if isinstance(params, dict) else {}
+    return done
+
+
+def _expand(text: str, where: str, environ: Mapping[str, str], done: _Expansion) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name, default = match.group("name"), match.group("default")
+        if name is None:
+            done.problems.append(
+                f"{where}: `${{` must start a reference like ${{NAME}} or ${{NAME:-default}} "
+                "(write $${ for a literal ${)"
+            )
+            return match.group(0)
+        value = environ.get(name, "")
+        if value:
+            done.secrets.add(value)
+            return value
+        if default is not None:
+            return default
+        state = "is empty" if name in environ else "is not set"
+        done.problems.append(f"{where}: ${{{name}}} {state}")
+        return match.group(0)
+
+    return ENV_REFERENCE.sub(replace, text)
 
 
 def _price_problems(value: Any) -> list[str]:

@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pytest_llmeval.models import ModelSpec
+from pytest_llmeval.models import HEADERS_PARAM, ModelSpec
 from pytest_llmeval.suite.model import Message, ResponseFormat
 
 if TYPE_CHECKING:  # the SDK takes 0.4 s to import: a run that only replays never loads it
@@ -86,8 +86,14 @@ class LLMRequest:
     expected_chars: int = 0
 
     def body(self) -> dict[str, Any]:
-        """Everything sent besides model and messages (the SDK's extra_body)."""
-        body: dict[str, Any] = {**self.model.params, **self.params}
+        """Everything sent besides model and messages (the SDK's extra_body); the model's
+        ``extra_headers`` go as headers (its clients' default headers), not here."""
+        body = self._body(self.model.params)
+        body.pop(HEADERS_PARAM, None)
+        return body
+
+    def _body(self, model_params: Mapping[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {**model_params, **self.params}
         shape = _wire_format(self.response_format, self.model)
         if shape is not None:
             body["response_format"] = shape
@@ -100,7 +106,8 @@ class LLMRequest:
             "endpoint": endpoint_url(self.model),
             "model": self.model.model,
             "messages": [[m.role, m.content] for m in self.messages],
-            "body": self.body(),
+            # The params as written: a `${TOKEN}` read from the environment is not in it.
+            "body": self._body(self.model.identity_params),
             "repeat": self.repeat,
         }
         text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -154,6 +161,7 @@ def async_client(
         timeout=seconds,
         max_retries=max_retries,
         http_client=http,
+        default_headers=model.headers() or None,
     )
 
 
@@ -169,6 +177,7 @@ def sync_client(model: ModelSpec, *, timeout: float, max_retries: int) -> openai
         timeout=seconds,
         max_retries=max_retries,
         http_client=_deadline_clients().synchronous(deadline=seconds),
+        default_headers=model.headers() or None,
     )
 
 
@@ -410,6 +419,8 @@ def without_credentials(raw: str) -> str:
 
 def _endpoint(model: ModelSpec) -> str:
     if model.base_url is None:
+        if os.environ.get("OPENAI_BASE_URL"):  # the SDK's own variable: say where it went
+            return f"{model.name} ({endpoint_url(model)}, from OPENAI_BASE_URL)"
         return f"{model.name} (OpenAI)"
     return f"{model.name} ({endpoint_url(model)})"
 
@@ -429,14 +440,18 @@ SECRET_MIN = 8
 
 
 def redact(text: str, *models: ModelSpec) -> str:
-    """Remove the models' API keys from text that may be shown or stored: each as a whole
-    token (not inside a longer one), and only a value long enough to be a key."""
+    """Remove the models' API keys, and what their ``${NAME}`` references read from the
+    environment, from text that may be shown or stored: each as a whole token (not inside
+    a longer one), and only a value long enough to be a key."""
     for model in models:
         key = model.api_key()
-        if not key or not text:
+        if not (key or model.from_env) or not text:
             continue
-        # The raw variable too: a key with stray whitespace may be echoed as it was set.
-        for secret in {key, os.environ.get(model.api_key_env or "", ""), repr(key)[1:-1]}:
+        secrets = set(model.from_env)
+        if key:
+            # The raw variable too: a key with stray whitespace may be echoed as it was set.
+            secrets |= {key, os.environ.get(model.api_key_env or "", ""), repr(key)[1:-1]}
+        for secret in secrets:
             secret = secret.strip()
             if len(secret) >= SECRET_MIN and secret in text:
                 text = _token(secret).sub("***", text)

@@ -110,7 +110,8 @@ def describe_models(specs: Iterable[ModelSpec]) -> dict[str, dict[str, Any]]:
         spec.name: {
             "model": spec.model,
             "endpoint": endpoint_url(spec),
-            "params": _without_secrets(spec.params),
+            # As written: a value read from the environment stays `${NAME}` here.
+            "params": _without_secrets(spec.identity_params),
             "price": asdict(spec.price) if spec.price is not None else None,
         }
         for spec in specs
