@@ -4,15 +4,21 @@ genai-prices, the model's table, the August 2023 figures, or nowhere."""
 from __future__ import annotations
 
 import json
+import tempfile
 import textwrap
+import tomllib
 from pathlib import Path
 
 import genai_prices
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_llmeval.engine.client import LLMRequest
-from pytest_llmeval.models import ModelSpec
+from pytest_llmeval.models import ModelSpec, load_model_table
+from pytest_llmeval.report.view import price_lines
 from pytest_llmeval.suite.model import Message, ResponseFormat
+from pytest_llmeval.support.problems import ConfigError
 from tests.conftest import REVIEWS_SUITE, llmeval, oracle
 from tests.openai_server import OpenAIServer, Reply, Request
 
@@ -205,12 +211,84 @@ def test_each_model_says_where_its_price_came_from_in_the_summary_and_the_result
     )
 
 
-def test_a_results_file_without_price_sources_still_reports(tmp_path: Path) -> None:
-    from pytest_llmeval.report.view import price_lines
-
+def test_a_results_file_without_price_sources_still_reports() -> None:
     old = {"m": {"model": "m", "price": {"input_per_1k": 0.001, "output_per_1k": 0.002}}}
     assert price_lines(old, ["m"]) == [
         "price of m: source not recorded: $0.001 in, $0.002 out per 1K tokens"
     ]
     edited = {"m": {"price_source": "genai-prices", "price": {"input_per_1k": "free"}}}
     assert price_lines(edited, ["m", "gone"]) == ["price of m: source not recorded"]
+
+
+# TOML values of every kind a hand-written table may hold where a string is wanted.
+toml_values = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["azure", "openai", "2023:gpt-3.5-turbo", "openai:gpt-4o", "a:b:c", ":x"]),
+    st.integers(),
+    st.booleans(),
+    st.lists(st.text(max_size=5), max_size=3),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["provider", "azure_endpoint", "api_version", "price_model", "base_url"]),
+        toml_values,
+    )
+)
+def test_any_provider_or_price_model_is_read_or_refused_with_its_table_named(
+    entry: dict[str, object],
+) -> None:
+    text = "[tool.llmeval.models.m]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in entry.items())
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "pyproject.toml"
+        config.write_text(text, encoding="utf-8")
+        refused: list[str] = []
+        try:
+            spec = load_model_table(config)["m"]
+        except ConfigError as exc:
+            refused = exc.lines
+    if refused:
+        assert all("pyproject.toml" in line for line in refused)
+        if _readable(text):  # a problem of the table, not of the file
+            assert all("[tool.llmeval.models.m]" in line for line in refused)
+        return
+    assert spec.provider in ("openai", "azure")
+    assert spec.price_source is not None
+    assert (spec.price is None) == (spec.price_source.kind == "none")
+
+
+def _readable(text: str) -> bool:
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return False
+    return True
+
+
+def _toml(value: object) -> str:
+    """A TOML value (a JSON string is a TOML basic string but for a few characters: those
+    make the file unreadable, which is refused as a whole, as tested above)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_toml, value)) + "]"
+    return json.dumps(value)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.sampled_from(["price", "price_source", "model"]), json_values))
+def test_any_models_entry_of_a_results_file_is_worded_without_an_error(
+    described: dict[str, object],
+) -> None:
+    [line] = price_lines({"m": described}, ["m"])
+    assert line.startswith("price of m: ")
