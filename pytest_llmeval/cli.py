@@ -361,7 +361,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.html is not None:
         problems.append(html.write(args.html, html.render(saved, decision)))
     if args.markdown is not None:
-        problems += markdown.publish(markdown.render(decision), args.markdown)
+        problems += markdown.publish(markdown.render(decision, saved.models), args.markdown)
     for problem in filter(None, problems):
         print(f"llmeval: cannot write {problem}", file=sys.stderr)
     if any(problems):

@@ -26,11 +26,12 @@ from pytest_llmeval.report.terminal import (
     write_engine_notes,
     write_lines,
     write_plan,
+    write_prices,
     write_summary,
 )
 from pytest_llmeval.results import baseline, goldens
 from pytest_llmeval.results.records import Record
-from pytest_llmeval.results.saved_run import ResultsFileError
+from pytest_llmeval.results.saved_run import ResultsFileError, describe_models
 from pytest_llmeval.run import PROPOSAL, RECORD, RUN, SHARE_DIR, Run, run_of
 from pytest_llmeval.suite.model import is_suite_file
 from pytest_llmeval.support.problems import ConfigError
@@ -335,7 +336,7 @@ class ResultsCollector:
                 self.html_problem = html.write(where, page)
             self.published = self.publisher.finish(saved)
         if run.records and (run.settings.markdown or os.environ.get("GITHUB_STEP_SUMMARY")):
-            text = markdown.render(decision)
+            text = markdown.render(decision, describe_models(run.models.values()))
             target = run.settings.markdown
             path = None if target is None else self.config.invocation_params.dir / target
             self.markdown_problems = markdown.publish(text, path)
@@ -368,6 +369,7 @@ class ResultsCollector:
                           verbosity=self.config.get_verbosity(),
                           width=self.config.get_terminal_writer().fullwidth)  # fmt: skip
             write_engine_notes(terminalreporter, run.records, run.rate_limits(), run.cache.label)
+            write_prices(terminalreporter, describe_models(run.models.values()), list(run.models))
         if self.html_problem is not None:
             terminalreporter.write_line(f"llmeval: WARNING: HTML report not written: "
                                         f"{self.html_problem}", yellow=True, bold=True)  # fmt: skip

@@ -109,9 +109,19 @@ class LLMRequest:
             # The params as written: a `${TOKEN}` read from the environment is not in it.
             "body": self._body(self.model.identity_params),
             "repeat": self.repeat,
+            **_provider_identity(self.model),
         }
         text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _provider_identity(model: ModelSpec) -> dict[str, str]:
+    """What besides endpoint and model names an answer's source: an Azure deployment's API
+    version (its endpoint URL holds the deployment). Nothing for OpenAI's protocol, so the
+    digests of recordings made before providers existed stay as they were."""
+    if model.provider == "azure":
+        return {"provider": "azure", "api_version": (model.api_version or "").strip()}
+    return {}
 
 
 @dataclass
@@ -155,6 +165,12 @@ def async_client(
         deadline=seconds,
         event_hooks={"request": [_on_request], "response": [_on_response, on_response]},
     )
+    if model.provider == "azure":
+        endpoint, version, key = _azure(model)
+        return openai.AsyncAzureOpenAI(azure_endpoint=endpoint, api_version=version, api_key=key,
+                                       timeout=seconds, max_retries=max_retries,
+                                       http_client=http,
+                                       default_headers=model.headers() or None)  # fmt: skip
     return openai.AsyncOpenAI(
         api_key=model.api_key() or NO_KEY,
         base_url=model.base_url,
@@ -171,14 +187,30 @@ def sync_client(model: ModelSpec, *, timeout: float, max_retries: int) -> openai
     import openai
 
     seconds = model.timeout or timeout
+    http = _deadline_clients().synchronous(deadline=seconds)
+    if model.provider == "azure":
+        endpoint, version, key = _azure(model)
+        return openai.AzureOpenAI(azure_endpoint=endpoint, api_version=version, api_key=key,
+                                  timeout=seconds, max_retries=max_retries,
+                                  http_client=http,
+                                  default_headers=model.headers() or None)  # fmt: skip
     return openai.OpenAI(
         api_key=model.api_key() or NO_KEY,
         base_url=model.base_url,
         timeout=seconds,
         max_retries=max_retries,
-        http_client=_deadline_clients().synchronous(deadline=seconds),
+        http_client=http,
         default_headers=model.headers() or None,
     )
+
+
+def _azure(model: ModelSpec) -> tuple[str, str, str]:
+    """The SDK's Azure client's own arguments (endpoint, API version, key): it sends the
+    deployment (the request's model) in the path, the version in the query and the key as
+    ``api-key``. The key is always given: left out, the SDK would read AZURE_OPENAI_API_KEY
+    (or an AD token) whatever api_key_env says."""
+    endpoint, version = (model.azure_endpoint or "").strip(), (model.api_version or "").strip()
+    return endpoint, version, model.api_key() or NO_KEY
 
 
 @dataclass(frozen=True)
@@ -404,7 +436,11 @@ def _wire_format(response_format: ResponseFormat, model: ModelSpec) -> dict[str,
 
 
 def endpoint_url(model: ModelSpec) -> str:
-    """The URL the SDK sends to, without credentials."""
+    """The URL the SDK sends to, without credentials (an Azure deployment's, up to its
+    operation: the API version is the query, which no shown URL keeps)."""
+    if model.provider == "azure":
+        endpoint = without_credentials(model.azure_endpoint or "")
+        return f"{endpoint}/openai/deployments/{model.model}"
     return without_credentials(model.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL)
 
 
@@ -418,7 +454,7 @@ def without_credentials(raw: str) -> str:
 
 
 def _endpoint(model: ModelSpec) -> str:
-    if model.base_url is None:
+    if model.base_url is None and model.provider == "openai":
         if os.environ.get("OPENAI_BASE_URL"):  # the SDK's own variable: say where it went
             return f"{model.name} ({endpoint_url(model)}, from OPENAI_BASE_URL)"
         return f"{model.name} (OpenAI)"
