@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pytest_llmeval.engine.client import CallError
 from pytest_llmeval.engine.engine import Engine
 from pytest_llmeval.models import ModelSpec
@@ -18,11 +16,17 @@ from pytest_llmeval.scoring.judge import Grade
 from pytest_llmeval.scoring.judging import grade
 from pytest_llmeval.suite.rules import JudgeConfig
 from pytest_llmeval.support.problems import ConfigError, Problem
-from pytest_llmeval.support.text import did_you_mean
+from pytest_llmeval.support.schema import (
+    SchemaPath,
+    load_schema,
+    node_at,
+    schema_problems,
+    validator,
+)
+from pytest_llmeval.support.yamlfile import line_of, read_yaml
 
-LABEL_KEYS = frozenset({"id", "input", "reference", "answer", "human", "why"})
-FILE_KEYS = frozenset({"description", "field", "criteria", "prompt", "labels"})
-GRADES = ("CORRECT", "INCORRECT")
+SCHEMA = load_schema("pytest_llmeval", "labels.schema.json")
+CHECK = validator(SCHEMA)
 
 
 class LabelFileError(ConfigError):
@@ -55,62 +59,73 @@ class Graded:
 
 
 def load_labels(path: Path) -> LabelSet:
-    """Read and check a labels file; a LabelFileError names every problem at its line."""
+    """Read and check a labels file; a LabelFileError names every problem at its line.
+
+    As a suite file is: read as untrusted YAML, then its shape by `labels.schema.json`,
+    then the rules no schema says (ids unique, the prompt's placeholders)."""
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise LabelFileError(Problem(str(exc), file)) from None
-    if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
-        raise LabelFileError(Problem("expected a mapping with a `labels:` list", file))
-    assert isinstance(root, yaml.MappingNode)  # as `data` is a mapping
-    keys = _key_lines(root)
-    problems = [
-        Problem(f"unknown key {k!r}{did_you_mean(str(k), FILE_KEYS)}", file, keys.get(str(k)))
-        for k in data
-        if k not in FILE_KEYS
-    ]
-    nodes = next(v.value for k, v in root.value if k.value == "labels")
-    labels, seen = [], set()
-    for n, (entry, node) in enumerate(zip(data["labels"], nodes, strict=True), start=1):
-        line = node.start_mark.line + 1
-        if not isinstance(entry, dict):
-            problems.append(Problem(f"label {n}: must be a mapping", file, line))
-            continue
-        at = _key_lines(node)
-        found = [
-            (f"unknown key {k!r}{did_you_mean(str(k), LABEL_KEYS)}", at.get(str(k), line))
-            for k in entry
-            if k not in LABEL_KEYS
-        ]
-        missing = [k for k in ("id", "input", "reference", "answer", "human") if k not in entry]
-        if missing:
-            found.append((f"missing {', '.join(missing)}", line))
-        elif entry["human"] not in GRADES:
-            found.append(("`human` must be CORRECT or INCORRECT", at.get("human", line)))
-        elif entry["id"] in seen:
-            found.append(("duplicate id", at.get("id", line)))
-        else:
-            seen.add(entry["id"])
-            labels.append(
-                Label(str(entry["id"]), str(entry["input"]), entry["reference"], entry["answer"],
-                      entry["human"])
-            )  # fmt: skip
-        label = entry.get("id", n)
-        problems += [Problem(f"label {label!r}: {text}", file, at_line) for text, at_line in found]
-    template = data.get("prompt")
-    if template is not None and not (
-        isinstance(template, str) and "{reference}" in template and "{answer}" in template
-    ):
-        problems.append(
-            Problem("`prompt` must be text with {reference} and {answer}", file, keys.get("prompt"))
-        )
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise LabelFileError(Problem(f"cannot read: {exc}", file)) from None
+    try:
+        root, values = read_yaml(text, file)
+    except ConfigError as exc:
+        raise LabelFileError(*exc.problems) from None
+    if root is None:
+        raise LabelFileError(Problem("empty file: a labels file needs `labels:`", file, 1))
+    data = values[root]
+
+    def problem(at: SchemaPath, text: str, key: str | None = None) -> Problem:
+        label = _label_id(data, at)
+        where = "" if label is None else f"label {label!r}: "
+        return Problem(where + text, file, line_of(node_at(root, at, key)))
+
+    problems = [problem(p.path, p.text, p.key) for p in schema_problems(CHECK, data, _what)]
     if problems:
         raise LabelFileError(*problems)
-    config = JudgeConfig(criteria=str(data.get("criteria", "")), prompt=template)
+    labels: list[Label] = []
+    seen: dict[str, int] = {}
+    for n, entry in enumerate(data["labels"]):
+        label_id, line = str(entry["id"]), line_of(node_at(root, ("labels", n, "id")))
+        if label_id in seen:
+            problems.append(
+                problem(("labels", n, "id"), f"duplicate id (first at line {seen[label_id]})")
+            )
+            continue
+        seen[label_id] = line
+        labels.append(
+            Label(label_id, entry["input"], entry["reference"], entry["answer"], entry["human"])
+        )
+    template = data.get("prompt")
+    if template is not None and not ("{reference}" in template and "{answer}" in template):
+        problems.append(problem(("prompt",), "`prompt` must contain {reference} and {answer}"))
+    if problems:
+        raise LabelFileError(*problems)
+    config = JudgeConfig(criteria=data.get("criteria", ""), prompt=template)
     return LabelSet(path, tuple(labels), config)
+
+
+def _what(path: SchemaPath) -> str:
+    """The value at a path as a message names it (a label's values by their key)."""
+    if not path:
+        return "the labels file"
+    if path[0] == "labels" and len(path) == 2:
+        return "a label"
+    if path[0] == "labels" and len(path) >= 3:
+        return f"`{path[2]}`"
+    return f"`{path[0]}`"
+
+
+def _label_id(data: Any, at: SchemaPath) -> Any:
+    """The id of the label a path is in, where it has one."""
+    if len(at) < 2 or at[0] != "labels" or not isinstance(data, dict):
+        return None
+    labels = data.get("labels")
+    if not isinstance(labels, list) or not isinstance(at[1], int) or at[1] >= len(labels):
+        return None
+    entry = labels[at[1]]
+    return entry.get("id") if isinstance(entry, dict) else None
 
 
 def grade_all(engine: Engine, judge: ModelSpec, labels: LabelSet) -> list[Graded]:
@@ -175,10 +190,3 @@ def agreement(results: list[Graded]) -> Agreement:
         human_only_correct=count("CORRECT", "INCORRECT"),
         ungraded=sum(r.judge is None for r in results),
     )
-
-
-def _key_lines(node: yaml.Node) -> dict[str, int]:
-    """Each key of a YAML mapping, as written, with its line."""
-    if not isinstance(node, yaml.MappingNode):
-        return {}
-    return {str(k.value): k.start_mark.line + 1 for k, _ in node.value}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_llmeval import cli
-from pytest_llmeval.agreement import Agreement
+from pytest_llmeval.agreement import Agreement, LabelFileError, load_labels
 from tests.openai_server import OpenAIServer, Reply, Request
 
 
@@ -112,6 +112,40 @@ def test_a_bad_labels_file_is_named_label_by_label(
     ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert f"{labels}:2: label 'a': `human` must be CORRECT or INCORRECT" in err
-    assert f"{labels}:3: label 'b': missing reference" in err
-    assert f"{labels}:4: label 'a': unknown key 'note'" in err
+    assert err.splitlines() == [
+        f"llmeval: {labels}:2: label 'a': `human` must be one of CORRECT, INCORRECT, not True",
+        f"{labels}:3: label 'b': missing `reference:` in a label",
+        f"{labels}:4: label 'a': unknown key 'note' in a label; allowed: answer, human, id, "
+        "input, reference, why",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("labels:\n  - {id: a, input: x, reference: y, answer: y, human: CORRECT}\n"
+         "  - {id: a, input: x, reference: y, answer: z, human: CORRECT}\n",
+         "3: label 'a': duplicate id (first at line 2)"),
+        ("prompt: grade it\nlabels:\n  - {id: a, input: x, reference: y, answer: y, human: CORRECT}\n",
+         "1: `prompt` must contain {reference} and {answer}"),
+        ("- a list\n", "1: the labels file must be a mapping, not ['a list']"),
+        ("", "1: empty file: a labels file needs `labels:`"),
+        ("labels:\n  - {id: a, input: \"x\\u0000\", reference: y, answer: y, human: CORRECT}\n"
+         "  - {id: b, input: x\x07, reference: y, answer: y, human: CORRECT}\n",
+         "3: YAML error: the character U+0007 is not allowed in a YAML file"),
+        ("a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+         + "".join(f"b{i}: &b{i} [{', '.join(['*' + ('a' if i == 0 else f'b{i - 1}')] * 10)}]\n"
+                   for i in range(6))
+         + "labels: []\n",
+         "4: aliases repeat more than 10,000 values"),
+    ],
+    ids=["duplicate-id", "prompt", "not-a-mapping", "empty", "control-character", "alias-bomb"],
+)  # fmt: skip
+def test_a_labels_file_is_read_as_untrusted_yaml_then_by_its_schema(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "labels.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(LabelFileError) as caught:
+        load_labels(path)
+    assert any(f"{path}:{problem}" in line for line in caught.value.lines), caught.value.lines

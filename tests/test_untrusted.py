@@ -37,10 +37,10 @@ from pytest_llmeval.scoring.structural import (
     score,
     score_value,
 )
-from pytest_llmeval.suite import load
 from pytest_llmeval.suite.load import CaseFileError, load_suite
 from pytest_llmeval.suite.model import Suite
 from pytest_llmeval.suite.rules import FieldRule, Scoring
+from pytest_llmeval.support import yamlfile
 from pytest_llmeval.support.bounds import (
     MAX_ANSWER_CHARS,
     MAX_DEPTH,
@@ -382,7 +382,7 @@ BROKEN = {
     "long-int": (broken(RATING, '"star_rating": ' + "1" * 5000),
                  "9: YAML error: a number longer than 100 characters"),
     "deep": (broken(RATING, '"star_rating": ' + "[" * 1000 + "]" * 1000),
-             f"9: nested deeper than {load.MAX_DEPTH} levels"),
+             f"9: nested deeper than {yamlfile.MAX_DEPTH} levels"),
     "method-list": (broken("method: structural", "method: [structural]"),
                     "5: `scoring.method` must be one of fields, judge, structural, not ['structural']"),
     "role-list": (
@@ -413,7 +413,7 @@ BROKEN = {
     "deep-through-aliases": (
         broken("cases:", "\n".join(["l0: &l0 [1]"] + [f"l{i}: &l{i} [*l{i - 1}]"
                                                       for i in range(1, 70)]) + "\ncases:"),
-        f"69: nested deeper than {load.MAX_DEPTH} levels through the alias *l62",
+        f"69: nested deeper than {yamlfile.MAX_DEPTH} levels through the alias *l62",
     ),
     "expected-past-a-bound": (
         broken(RATING, '"star_rating": ' + str(list(range(101)))),

@@ -30,9 +30,10 @@ from ruamel.yaml.comments import CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
 
-from pytest_llmeval.suite.load import CASE_ID, MAX_DEPTH, MAX_NUMBER_CHARS, ROLES
+from pytest_llmeval.suite.load import CASE_ID, ROLES
 from pytest_llmeval.suite.model import TEMPLATE_VAR, Case, Message, Suite
 from pytest_llmeval.support.problems import ConfigError, Problem
+from pytest_llmeval.support.yamlfile import MAX_DEPTH, MAX_NUMBER_CHARS
 
 ResponseChoice = Literal["auto", "json", "text"]
 # The one variable of an imported suite's prompt: each case's user turn.

@@ -16,7 +16,6 @@ description of the format, also what editors check against), then the suite's ow
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -38,27 +37,13 @@ from pytest_llmeval.support.schema import (
     validator,
 )
 from pytest_llmeval.support.text import shorten
+from pytest_llmeval.support.yamlfile import MARKER_TAGS, line_of, read_yaml, shown_value
 
 SCHEMA = load_schema("pytest_llmeval.suite", "suite.schema.json")
 SCHEMA_CHECK = validator(SCHEMA)
 # What other code needs to know of the format, read from its one description.
 ROLES = frozenset(SCHEMA["$defs"]["message"]["properties"]["role"]["enum"])
 CASE_ID = re.compile(SCHEMA["$defs"]["case"]["properties"]["id"]["pattern"])
-
-# What a suite file may hold, at most; past each bound, a located problem.
-#
-# Levels of nesting, in the file and through aliases: a case's `expected` is four levels
-# down and a JSON schema nests twice as deep as its data; PyYAML composes and builds
-# recursively (1,000 levels: RecursionError). Answers are bounded more tightly
-# (scoring.structural): an `expected` nested deeper than they may be says so at scoring.
-MAX_DEPTH = 64
-# Characters of a number, as answers' digits: Python refuses to build an int of more
-# than 4,300 digits (ValueError), and no golden value needs a hundred.
-MAX_NUMBER_CHARS = 100
-# Values that aliases (`*name`) may add to a file beyond those it spells out: ample to
-# reuse a prompt, a message list or a schema many times over. An alias bomb (each anchor
-# ten aliases of the one before) grows tenfold a line: 475 bytes took 38 s and 1.8 GB.
-MAX_ALIASED_VALUES = 10_000
 
 
 class CaseFileError(ConfigError):
@@ -82,212 +67,16 @@ def load_suite(
         raise CaseFileError(path, Problem(f"cannot read: {exc}", shown, line)) from None
     except (OSError, ValueError) as exc:  # ValueError: a path with a NUL in it
         raise CaseFileError(path, Problem(f"cannot read: {exc}", shown)) from None
-    root, values = _read_yaml(path, text, shown)
+    try:
+        root, values = read_yaml(text, shown)
+    except ConfigError as exc:
+        raise CaseFileError(path, *exc.problems) from None
     reader = _SuiteReader(path, shown, (*borrowing, path.resolve()), values)
     suite = reader.read(root)
     if reader.problems or suite is None:
         # Stable: problems on one line keep the order they were found in.
         raise CaseFileError(path, *sorted(reader.problems, key=lambda p: p.line or 0))
     return suite
-
-
-def _read_yaml(path: Path, text: str, shown: str) -> tuple[yaml.Node | None, dict[Any, Any]]:
-    """The composed node tree and the value of each node; raises CaseFileError.
-
-    Whatever the YAML library raises (its own errors, and the constructors' ValueError,
-    KeyError or AttributeError on `!!float x`, `!!bool maybe`, `!!timestamp x`) becomes a
-    problem at the line it concerns."""
-    characters = _unreadable_characters(text, shown)
-    if characters:
-        raise CaseFileError(path, *characters)
-    try:
-        # Events first: nesting and aliases bounded before anything recurses or expands.
-        too_much = _bounded_events(text, shown)
-        root = None if too_much is not None else yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        reason = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise CaseFileError(path, Problem(f"YAML syntax error: {reason}", shown, line)) from None
-    except Exception as exc:  # the library's other errors: at their position if they have one
-        line = _line_at(text, getattr(exc, "position", None))
-        raise CaseFileError(path, Problem(f"YAML error: {_said(exc)}", shown, line)) from None
-    if too_much is not None:
-        raise CaseFileError(path, too_much)
-    if root is None:
-        return None, {}
-    loader = yaml.SafeLoader("")
-    try:
-        problems, mappings = _built_scalars(loader, root, shown)
-        if problems:
-            raise CaseFileError(path, *problems)
-        # Merge keys (`<<: *base`) are flattened into their mappings as they are built:
-        # the reader walks the tree as written, so each mapping's entries are put back.
-        failed: Problem | None = None
-        try:
-            loader.construct_object(root, deep=True)
-        except Exception as exc:  # an unhashable key, a bad merge, a tag on a collection
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark else _line(root)
-            failed = Problem(f"YAML error: {_said(exc)}", shown, line)
-        finally:
-            for node, entries in mappings:
-                node.value = entries
-        if failed is not None:
-            raise CaseFileError(path, failed)
-        return root, dict(loader.constructed_objects)
-    finally:
-        loader.dispose()
-
-
-def _unreadable_characters(text: str, shown: str) -> list[Problem]:
-    """Characters YAML does not allow in a file (control characters, U+FFFE), each line's
-    first; in a double-quoted string they are written as escapes."""
-    problems: list[Problem] = []
-    lines: set[int] = set()
-    for found in yaml.reader.Reader.NON_PRINTABLE.finditer(text):
-        line = _line_at(text, found.start())
-        if line in lines:
-            continue
-        lines.add(line)
-        code = ord(found.group())
-        escape = f"\\x{code:02X}" if code < 0x100 else f"\\u{code:04X}"
-        problems.append(
-            Problem(
-                f"YAML error: the character U+{code:04X} is not allowed in a YAML file; "
-                f'in a double-quoted string write it as "{escape}"',
-                shown,
-                line,
-            )
-        )
-        if len(problems) == 10:
-            break
-    return problems
-
-
-def _bounded_events(text: str, shown: str) -> Problem | None:
-    """The first bound the file's events pass, as a problem: nesting deeper than
-    MAX_DEPTH (in the file, or through an alias), aliases adding more than
-    MAX_ALIASED_VALUES values, or an alias inside the value it names (a cycle).
-
-    Sizes and depths are counted from the event stream (each anchor's value's size and
-    depth once, when it closes), so an alias bomb costs its length to refuse."""
-    open_values: list[list[Any]] = []  # [values, deepest child, anchor] of each open collection
-    anchored: dict[str, tuple[int, int]] = {}  # anchor: (values, depth) of its value
-    aliased = 0
-
-    def add(values: int, depth: int) -> None:
-        if open_values:
-            open_values[-1][0] += values
-            open_values[-1][1] = max(open_values[-1][1], depth)
-
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        line = int(event.start_mark.line) + 1 if event.start_mark else 1
-        if isinstance(event, yaml.CollectionStartEvent):
-            if len(open_values) + 1 > MAX_DEPTH:
-                return Problem(f"nested deeper than {MAX_DEPTH} levels", shown, line)
-            open_values.append([1, 0, event.anchor])
-        elif isinstance(event, yaml.CollectionEndEvent):
-            values, below, anchor = open_values.pop()
-            if anchor is not None:
-                anchored[anchor] = (values, below + 1)
-            add(values, below + 1)
-        elif isinstance(event, yaml.ScalarEvent):
-            if event.anchor is not None:
-                anchored[event.anchor] = (1, 0)
-            add(1, 0)
-        elif isinstance(event, yaml.AliasEvent):
-            name = event.anchor
-            if any(frame[2] == name for frame in open_values):
-                return Problem(f"the alias *{name} is inside the value it names", shown, line)
-            if name not in anchored:
-                continue  # composing says: found undefined alias
-            values, depth = anchored[name]
-            aliased += values
-            if aliased > MAX_ALIASED_VALUES:
-                return Problem(
-                    f"aliases repeat more than {MAX_ALIASED_VALUES:,} values (at *{name}): "
-                    "refused, so that a few lines cannot expand into gigabytes",
-                    shown,
-                    line,
-                )
-            if len(open_values) + depth > MAX_DEPTH:
-                return Problem(
-                    f"nested deeper than {MAX_DEPTH} levels through the alias *{name}",
-                    shown,
-                    line,
-                )
-            add(values, depth)
-    return None
-
-
-_NUMBERS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
-_MARKERS = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")  # the keys `<<` and `=`
-
-
-def _built_scalars(
-    loader: yaml.SafeLoader, root: yaml.Node, shown: str
-) -> tuple[list[Problem], list[tuple[yaml.MappingNode, list[Any]]]]:
-    """Every scalar built alone (each bad one a problem at its line: `!!float x`,
-    `!!bool maybe`, a long or a non-finite number), and every mapping with its entries as
-    written. Walked without recursion, each node once however many aliases name it."""
-    problems: list[Problem] = []
-    mappings: list[tuple[yaml.MappingNode, list[Any]]] = []
-    seen: set[int] = set()
-    todo = [root]
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            mappings.append((node, list(node.value)))
-            todo.extend(part for pair in reversed(node.value) for part in reversed(pair))
-        elif isinstance(node, yaml.SequenceNode):
-            todo.extend(reversed(node.value))
-        elif isinstance(node, yaml.ScalarNode):
-            problem = _scalar_problem(loader, node)
-            if problem is not None:
-                problems.append(Problem(f"YAML error: {problem}", shown, _line(node)))
-    return sorted(problems, key=lambda p: p.line or 0), mappings
-
-
-def _scalar_problem(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str | None:
-    if node.tag in _MARKERS:
-        return None  # not a value: the mapping it is a key of is built with it
-    tag = _short_tag(node.tag)
-    if node.tag in _NUMBERS and len(node.value) > MAX_NUMBER_CHARS:
-        return f"a number longer than {MAX_NUMBER_CHARS} characters"
-    try:
-        value = loader.construct_object(node)
-    except yaml.MarkedYAMLError as exc:
-        return " ".join(p for p in (exc.context, exc.problem) if p)
-    except Exception:  # the constructors' own: float('x'), {...}['maybe'], None.groupdict()
-        return f"{_shown(node.value)} is not a valid {tag}"
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{_shown(node.value)} is not a finite number: NaN and infinities are refused"
-    return None
-
-
-def _short_tag(tag: str) -> str:
-    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org") else tag
-
-
-def _shown(value: Any) -> str:
-    return shorten(repr(value), 60)
-
-
-def _said(exc: BaseException) -> str:
-    """A YAML library error's words, without its "in <unicode string>" position lines."""
-    if isinstance(exc, yaml.MarkedYAMLError):
-        said = " ".join(p for p in (exc.context, exc.problem) if p)
-        if said:
-            return said
-    return shorten(str(exc), 200) or type(exc).__name__
-
-
-def _line_at(text: str, position: int | None) -> int:
-    return 1 if position is None else text.count("\n", 0, position) + 1
 
 
 def _is_json_like(value: Any) -> bool:
@@ -298,10 +87,6 @@ def _is_json_like(value: Any) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _is_json_like(v) for k, v in value.items())
     return False
-
-
-def _line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
 
 
 def _dotted(path: SchemaPath) -> str:
@@ -345,7 +130,7 @@ class _SuiteReader:
 
     def line(self, path: SchemaPath, key: str | None = None) -> int:
         assert self.root is not None
-        return _line(node_at(self.root, path, key))
+        return line_of(node_at(self.root, path, key))
 
     def problem(self, path: SchemaPath, message: str, key: str | None = None) -> None:
         """A problem with the value at ``path``, named with its case when it is in one."""
@@ -392,7 +177,7 @@ class _SuiteReader:
         return Suite(
             name=name,
             path=self.path,
-            line=_line(root),
+            line=line_of(root),
             cases=tuple(cases),
             messages=tuple(template or ()),
             description=description,
@@ -416,7 +201,7 @@ class _SuiteReader:
             elif isinstance(node, yaml.MappingNode):
                 keys: set[str] = set()
                 for key_node, value_node in node.value:
-                    if not isinstance(key_node, yaml.ScalarNode) or key_node.tag in _MARKERS:
+                    if not isinstance(key_node, yaml.ScalarNode) or key_node.tag in MARKER_TAGS:
                         continue
                     key = str(key_node.value)
                     if key in keys:
@@ -424,7 +209,9 @@ class _SuiteReader:
                         index, _ = _case_path(path)
                         case = self.case_id(index) if index is not None else None
                         where = f"case {case!r}: " if case else ""
-                        self.problems.append(Problem(where + message, self.shown, _line(key_node)))
+                        self.problems.append(
+                            Problem(where + message, self.shown, line_of(key_node))
+                        )
                     keys.add(key)
                     todo.append((value_node, (*path, key)))
 
@@ -443,7 +230,7 @@ class _SuiteReader:
         try:
             target = (self.path.parent / other).resolve()
         except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
-            self.problem(at, f"`cases_from: {_shown(other)}` cannot be read: {exc}")
+            self.problem(at, f"`cases_from: {shown_value(other)}` cannot be read: {exc}")
             return None
         if target in self.borrowing:
             self.problem(at, f"`cases_from: {other}` leads back to this file")
@@ -459,7 +246,7 @@ class _SuiteReader:
         return replace(
             base,
             name=name,
-            line=_line(self.root),
+            line=line_of(self.root),
             description=description or base.description,
             scoring=scoring,
             threshold=None if threshold is None else float(threshold),
