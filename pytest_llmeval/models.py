@@ -12,27 +12,17 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pytest_llmeval.support.problems import ConfigError, Problem
-from pytest_llmeval.support.text import did_you_mean
+from pytest_llmeval.support.schema import SchemaPath, load_schema, schema_problems, validator
 
 SchemaStyle = Literal["json_schema", "json_object"]
 
-MODEL_KEYS = frozenset(
-    {
-        "model",
-        "base_url",
-        "api_key_env",
-        "params",
-        "price",
-        "schema_style",
-        "timeout",
-        "concurrency",
-    }
-) | frozenset({"provider", "azure_endpoint", "api_version", "price_model"})
-PRICE_KEYS = frozenset({"input_per_1k", "output_per_1k"})
+# The shape of a model's table: its keys, their types and values. The rules no schema
+# says (Azure's keys, prices genai-prices must know, `${NAME}` set) are in code below.
+SCHEMA = load_schema("pytest_llmeval", "models.schema.json")
+CHECK = validator(SCHEMA)
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 Provider = Literal["openai", "azure"]
-PROVIDERS: tuple[Provider, ...] = ("openai", "azure")
 AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
 
 # The figures of the gpt-3.5 fine-tuning comparison this tool grew from (OpenAI list prices,
@@ -231,75 +221,32 @@ def load_model_table(pyproject: Path | None) -> dict[str, ModelSpec]:
 
 
 def _entry_problems(name: str, entry: Any) -> list[str]:
-    """What is wrong with one model's table, each problem worded for the person fixing it."""
+    """What is wrong with one model's table, each problem worded for the person fixing it:
+    its shape by `models.schema.json`, then the rules no schema says."""
     where = f"[tool.llmeval.models.{name}]"
     if not isinstance(entry, dict):
         return [f"{where} must be a table"]
-    allowed = ", ".join(sorted(MODEL_KEYS))
-    problems = [
-        f"{where}: unknown key {key!r}{did_you_mean(key, MODEL_KEYS)}; allowed: {allowed}"
-        for key in entry
-        if key not in MODEL_KEYS
-    ]
-    model = entry.get("model", name)
-    base_url = entry.get("base_url")
-    timeout = entry.get("timeout")
-    concurrency = entry.get("concurrency")
-    key_env = entry.get("api_key_env", "unset")
-    checks = [
-        (not isinstance(model, str) or not model, "`model` must be a non-empty string"),
-        (base_url is not None and not isinstance(base_url, str), "`base_url` must be a string"),
-        (
-            not isinstance(entry.get("params", {}), dict),
-            "`params` must be a table, e.g. {temperature = 0}",
-        ),
-        (
-            entry.get("schema_style", "json_schema") not in ("json_schema", "json_object"),
-            '`schema_style` must be "json_schema" or "json_object"',
-        ),
-        (
-            timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0),
-            "`timeout` must be a positive number of seconds",
-        ),
-        (
-            concurrency is not None
-            and (
-                isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
-            ),
-            "`concurrency` must be a whole number >= 1",
-        ),
-        (
-            not isinstance(key_env, str) or not key_env,
-            "`api_key_env` must name an environment variable",
-        ),
-    ]
-    problems += [f"{where}: {text}" for failed, text in checks if failed]
-    params = entry.get("params", {})
-    headers = params.get(HEADERS_PARAM, {}) if isinstance(params, dict) else {}
-    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-        problems.append(f'{where}: `params.{HEADERS_PARAM}` must be a table of strings, e.g. '
-                        '{Authorization = "Bearer ${TOKEN}"}')  # fmt: skip
-    problems += [f"{where} {text}" for text in _expand_entry(entry, os.environ).problems]
-    if "price" in entry:
-        problems += [f"{where}: {text}" for text in _price_problems(entry["price"])]
-    problems += [f"{where}: {text}" for text in _provider_problems(entry)]
-    return problems
+    shape = [f"{where}: {found.text}" for found in schema_problems(CHECK, entry, _what)]
+    # Every variable a table reads is named at once, whatever else is wrong with it.
+    problems = shape + [f"{where} {text}" for text in _expand_entry(entry, os.environ).problems]
+    if shape:  # the rules below read values of the shape the schema gives
+        return problems
+    return problems + [f"{where}: {text}" for text in _provider_problems(entry)]
+
+
+def _what(path: SchemaPath) -> str:
+    return "the table" if not path else "`" + ".".join(map(str, path)) + "`"
 
 
 def _provider_problems(entry: dict[str, Any]) -> list[str]:
     """What is wrong with the keys that say who serves the model and who prices it."""
     provider = entry.get("provider", "openai")
-    if not isinstance(provider, str) or provider not in PROVIDERS:
-        known = ", ".join(sorted(PROVIDERS))
-        hint = did_you_mean(provider, PROVIDERS) if isinstance(provider, str) else ""
-        return [f"unknown provider {provider!r}{hint}; known: {known}"]
     problems = []
     if provider == "azure":
-        endpoint, version = entry.get("azure_endpoint"), entry.get("api_version")
-        if not isinstance(endpoint, str) or not re.match(r"https?://[^/\s]+", endpoint.strip()):
+        if "azure_endpoint" not in entry:
             problems.append('provider "azure" needs `azure_endpoint`, the resource\'s URL, '
                             'e.g. "https://NAME.openai.azure.com"')  # fmt: skip
-        if not isinstance(version, str) or not version.strip():
+        if "api_version" not in entry:
             problems.append('provider "azure" needs `api_version`, e.g. "2024-10-21"')
         if "base_url" in entry:
             problems.append('provider "azure" takes `azure_endpoint`, not `base_url`')
@@ -311,12 +258,9 @@ def _provider_problems(entry: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _price_model_problems(ref: Any, *, given: bool) -> list[str]:
+def _price_model_problems(ref: str, *, given: bool) -> list[str]:
     if given:
         return ["give `price` or `price_model`, not both"]
-    if not isinstance(ref, str) or not re.fullmatch(r"[^:\s]+:\S+", ref):
-        return ['`price_model` must be "PROVIDER:MODEL" as genai-prices names them, e.g. '
-                '"openai:gpt-4o", or "2023:MODEL" for the August 2023 figures']  # fmt: skip
     price, source = named_price(ref)
     if price is not None:
         return []
@@ -431,15 +375,6 @@ def _default_key_env(provider: Provider, base_url: str | None) -> str | None:
     if provider == "azure":
         return AZURE_KEY_ENV
     return None if base_url else DEFAULT_KEY_ENV
-
-
-def _price_problems(value: Any) -> list[str]:
-    if not isinstance(value, dict) or set(value) != PRICE_KEYS:
-        return ["`price` must be {input_per_1k = ..., output_per_1k = ...}"]
-    numbers = [value["input_per_1k"], value["output_per_1k"]]
-    if not all(isinstance(n, int | float) and not isinstance(n, bool) and n >= 0 for n in numbers):
-        return ["prices must be numbers >= 0 (dollars per 1K tokens)"]
-    return []
 
 
 def resolve_models(names: list[str], table: Mapping[str, ModelSpec]) -> list[ModelSpec]:

@@ -55,7 +55,7 @@ def test_an_unset_variable_is_a_problem_of_the_model_table_naming_it(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     # Collected with the table's other problems, each naming the key and the variable.
     result.stderr.fnmatch_lines([
-        "*pyproject.toml: [[]tool.llmeval.models.m1[]]: `timeout` must be a positive number*",
+        "*pyproject.toml: [[]tool.llmeval.models.m1[]]: `timeout` must be a number > 0, not -1*",
         "*pyproject.toml: [[]tool.llmeval.models.m1[]] base_url: ${LLM_BASE_URL} is not set",
         "*pyproject.toml: [[]tool.llmeval.models.m1[]] params.extra_headers.Authorization: "
         "${LLMEVAL_NO_TOKEN} is not set",

@@ -111,8 +111,8 @@ def test_an_unknown_provider_stops_the_run_with_the_one_meant(
     result = pytester.runpytest("-p", "no:cacheprovider")
     assert result.ret != 0
     result.stderr.fnmatch_lines(
-        ["*pyproject.toml: [[]tool.llmeval.models.az[]]: unknown provider 'azur' "
-         "(did you mean 'azure'?); known: azure, openai*"]
+        ["*pyproject.toml: [[]tool.llmeval.models.az[]]: `provider` must be one of azure, "
+         "openai, not 'azur' (did you mean 'azure'?)*"]
     )  # fmt: skip
     assert openai_server.calls() == 0
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 
 import genai_prices
 import pytest
 
 from pytest_llmeval.models import (
+    SCHEMA,
     Price,
     PriceSource,
+    Provider,
     decide_price,
     load_model_table,
     resolve_models,
@@ -226,20 +229,27 @@ def test_model_table_reads_the_public_keys_and_overrides_the_price(tmp_path: Pat
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ("[tool.llmeval.models.m]\nbase_ur = 'x'\n", "unknown key 'base_ur' (did you mean 'base_url'?)"),
-        ("[tool.llmeval.models.m]\nprice = {input_per_1k = 1}\n", "`price` must be"),
-        ("[tool.llmeval.models.m]\nschema_style = 'xml'\n", "`schema_style` must be"),
-        ("[tool.llmeval.models.m]\nparams = 3\n", "`params` must be a table"),
+        ("[tool.llmeval.models.m]\nbase_ur = 'x'\n", "[tool.llmeval.models.m]: unknown key 'base_ur' in the table (did you mean 'base_url'?); allowed: api_key_env,"),
+        ("[tool.llmeval.models.m]\nprice = {input_per_1k = 1}\n", "[tool.llmeval.models.m]: missing `output_per_1k:` in `price`"),
+        ("[tool.llmeval.models.m]\nschema_style = 'xml'\n", "`schema_style` must be one of json_object, json_schema, not 'xml'"),
+        ("[tool.llmeval.models.m]\nparams = 3\n", "`params` must be a mapping, not 3"),
         ("[tool.llmeval.models.m\n", "pyproject.toml"),
         ("[tool.llmeval.models.m]\nprovider = 'azur'\n",
-         "[tool.llmeval.models.m]: unknown provider 'azur' (did you mean 'azure'?); known: azure, openai"),
+         "[tool.llmeval.models.m]: `provider` must be one of azure, openai, not 'azur' (did you mean 'azure'?)"),
         ("[tool.llmeval.models.m]\nprovider = 'azure'\n", 'provider "azure" needs `azure_endpoint`'),
         ("[tool.llmeval.models.m]\nprovider = 'azure'\nazure_endpoint = 'https://r.openai.azure.com'\n",
          'provider "azure" needs `api_version`'),
         ("[tool.llmeval.models.m]\nprovider = 'azure'\nazure_endpoint = 'https://r.openai.azure.com'\n"
          "api_version = 'v'\nbase_url = 'http://x'\n", "takes `azure_endpoint`, not `base_url`"),
         ("[tool.llmeval.models.m]\napi_version = 'v'\n", '`api_version` is for provider = "azure"'),
-        ("[tool.llmeval.models.m]\nprice_model = 'gpt-4o'\n", '`price_model` must be "PROVIDER:MODEL"'),
+        ("[tool.llmeval.models.m]\nprice_model = 'gpt-4o'\n",
+         "`price_model` must be PROVIDER:MODEL as genai-prices names them, or 2023:MODEL, not 'gpt-4o'"),
+        ("[tool.llmeval.models.m]\ntimeout = true\nconcurrency = 0\n",
+         "[tool.llmeval.models.m]: `timeout` must be a number, not True"),
+        ("[tool.llmeval.models.m]\nconcurrency = 1.5\n",
+         "[tool.llmeval.models.m]: `concurrency` must be a whole number, not 1.5"),
+        ("[tool.llmeval.models.m]\nparams = {extra_headers = {X = 1}}\n",
+         "[tool.llmeval.models.m]: `params.extra_headers.X` must be a string, not 1"),
         ("[tool.llmeval.models.m]\nprice_model = 'openai:gpt-9'\n",
          f"`price_model`: genai-prices {genai_prices.__version__} has no price for 'openai:gpt-9'"),
         ("[tool.llmeval.models.m]\nprice_model = '2023:gpt-4'\n",
@@ -262,3 +272,7 @@ def test_an_unknown_or_repeated_model_name_is_refused() -> None:
         resolve_models(["gemma"], {})
     with pytest.raises(ConfigError, match="listed twice"):
         resolve_models(["gpt-4", "gpt-4"], {})
+
+
+def test_the_model_table_schema_names_the_providers_the_code_serves() -> None:
+    assert SCHEMA["properties"]["provider"]["enum"] == list(typing.get_args(Provider))

@@ -95,7 +95,10 @@ def _phrase(error: ValidationError, schema: dict[str, Any]) -> str:
             return _phrase(names[0], {})
         return f"must be {schema.get('description', 'one of the forms the schema allows')}"
     if rule == "enum":
-        return f"must be one of {', '.join(sorted(map(str, limit)))}, not {shown}"
+        hint = did_you_mean(instance, list(map(str, limit))) if isinstance(instance, str) else ""
+        return f"must be one of {', '.join(sorted(map(str, limit)))}, not {shown}{hint}"
+    if rule == "exclusiveMinimum":
+        return f"must be a number > {limit}, not {shown}"
     if rule == "type":
         kinds = limit if isinstance(limit, list) else [limit]
         return f"must be {' or '.join(TYPE_WORDS.get(str(k), str(k)) for k in kinds)}, not {shown}"
