@@ -32,6 +32,8 @@ from pytest_llmeval.results.records import Record
 from pytest_llmeval.results.saved_run import ResultsFileError
 from pytest_llmeval.run import RECORD, RUN, SHARE_DIR, Run, run_of
 from pytest_llmeval.suite.model import is_suite_file
+from pytest_llmeval.suite.shard import case_key
+from pytest_llmeval.suite.shard import select as shard_select
 from pytest_llmeval.support.problems import ConfigError
 
 # Named after the plugin, not `llm`: projects often have an `llm` fixture of their own.
@@ -72,8 +74,11 @@ def pytest_configure(config: pytest.Config) -> None:
                 "a self-hosted LangSmith)"
             )
         models = run_of(config).models.values()
-        publisher = Publisher(config.rootpath, config.invocation_params.dir, settings, models,
-                              upload=upload, save=save)  # fmt: skip
+        try:
+            publisher = Publisher(config.rootpath, config.invocation_params.dir, settings,
+                                  models, upload=upload, save=save)  # fmt: skip
+        except ConfigError as exc:  # LLMEVAL_RUN_ID
+            raise pytest.UsageError(f"llmeval: {exc}") from None
     config.pluginmanager.register(ResultsCollector(config, publisher), "llmeval-results")
 
 
@@ -154,6 +159,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _select_shard(config, items)
     # A run that runs nothing (listing, a dry run) would pass a broken suite file by.
     run_of(config).invalid = [item.message for item in items if isinstance(item, SuiteErrorItem)]
     if hasattr(config, "workerinput") or config.option.collectonly:
@@ -172,6 +178,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     run.check_prices(used)
     if not run.settings.dry_run:  # a dry run calls nothing, so needs no key
         run.check_keys(used)
+
+
+def _select_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--llm-shard=K/N: the other parts' cases are deselected, as -k does (so pytest counts
+    them as such). A Python test of the llmeval fixture is one case, all its models
+    together; any other item (a broken suite file's error, a plain test) is in every part,
+    so no part hides it."""
+    shard = run_of(config).settings.shard
+    if shard is None:
+        return
+
+    def key(item: pytest.Item) -> str | None:
+        if isinstance(item, CaseItem):
+            return case_key(item.suite.name, item.case.id)
+        if isinstance(item, pytest.Function) and FIXTURE in item.fixturenames:
+            return case_key(item.nodeid.split("::")[0], item.originalname)
+        return None
+
+    kept, dropped = shard_select(items, key, *shard)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -284,7 +312,9 @@ class ResultsCollector:
             return
         decision = run.decide()
         ran_nothing = self.config.option.collectonly or run.settings.dry_run
-        failed = decision.failures or (ran_nothing and run.invalid)
+        # A shard's figures are a part of the run's: the gate is the merged run's to decide.
+        gated = decision.failures and run.settings.shard is None
+        failed = gated or (ran_nothing and run.invalid)
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.publisher is not None and run.records:
@@ -330,6 +360,13 @@ class ResultsCollector:
                           verbosity=self.config.get_verbosity(),
                           width=self.config.get_terminal_writer().fullwidth)  # fmt: skip
             write_engine_notes(terminalreporter, run.records, run.rate_limits(), run.cache.label)
+            if run.settings.shard is not None:
+                index, total = run.settings.shard
+                terminalreporter.write_line(
+                    f"llmeval: shard {index}/{total}: the gate above is this part's alone and "
+                    "does not set the exit status; merge the parts (llmeval merge) and gate "
+                    "the whole (llmeval gate)"
+                )
         if self.html_problem is not None:
             terminalreporter.write_line(f"llmeval: WARNING: HTML report not written: "
                                         f"{self.html_problem}", yellow=True, bold=True)  # fmt: skip

@@ -52,7 +52,7 @@ class Publisher:
         self.root = root
         self.invoked_in = invoked_in
         self.settings = settings
-        self.provenance = Provenance.now(root)
+        self.provenance = Provenance.now(root, settings.shard)
         self.models = list(models)
         project = os.environ.get("LANGSMITH_PROJECT", "").strip()
         self.experiment_prefix = f"{project}: " if project else ""
