@@ -269,7 +269,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     decision = run_of(config).decision
     cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
-    if decision is None or not decision.failures or cache is None:
+    sharded = run_of(config).settings.shard is not None  # a part's gate fails nothing
+    if decision is None or not decision.failures or cache is None or sharded:
         return
     nodeids = run_of(config).nodeids
     failed: dict[str, bool] = cache.get("cache/lastfailed", {})
@@ -336,7 +337,14 @@ class ResultsCollector:
         # --junitxml's file is written at the session's end; the gate is decided then too.
         xmlpath = getattr(self.config.option, "xmlpath", None)
         decision = run_of(self.config).decision
-        if decision is not None and decision.failures and xmlpath and Path(xmlpath).is_file():
+        sharded = run_of(self.config).settings.shard is not None  # a part's gate fails nothing
+        if (
+            decision is not None
+            and decision.failures
+            and not sharded
+            and xmlpath
+            and Path(xmlpath).is_file()
+        ):
             junit.mark_gated_misses(Path(xmlpath), decision)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

@@ -157,6 +157,10 @@ def test_a_shard_deselects_the_other_parts_cases_as_k_does(
         seen.append(ran)
     assert sorted(len(part) for part in seen) == [3, 3, 4]
     assert set().union(*seen) == set(TEN)
+    # Under xdist each worker cuts alike: the same part.
+    spread = pytester.runpytest("--llm-shard=3/3", "--llm-repeat=2", "-n", "2")
+    outcomes = spread.parseoutcomes()
+    assert outcomes["passed"] + outcomes.get("missed", 0) == 4 * len(seen[2])
     # GitLab's variables pick the part when the flag is not given.
     monkeypatch.setenv("CI_NODE_INDEX", "2")
     monkeypatch.setenv("CI_NODE_TOTAL", "3")
@@ -287,6 +291,18 @@ def test_three_shards_merged_are_the_unsharded_run_figure_for_figure(
     assert len(sharded_ls.sessions) == 2  # one experiment per suite and model
     assert len(sharded_ls.examples) == 10
     assert sorted(sharded_ls.run_posts) == sorted(sharded_ls.runs)  # each run sent once
+
+
+def test_a_run_id_that_is_not_one_stops_the_run(
+    llm_project: LLMProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    llm_project({"m1": numbered()})
+    monkeypatch.setenv("LLMEVAL_RUN_ID", "run 42; rm -rf")
+    result = llm_project.pytester.runpytest("--llm-shard=1/2", "--llm-save=part.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*llmeval: LLMEVAL_RUN_ID 'run 42; rm -rf': a run id is 1 to 100 *"]
+    )
 
 
 def test_an_experiment_created_meanwhile_by_another_shard_is_joined_not_doubled(
