@@ -318,11 +318,17 @@ class ResultsCollector:
         failed = gated or (ran_nothing and run.invalid)
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        if self.publisher is not None and run.records:
+        # A part with no case of its own (more parts than cases) did its part: its file,
+        # with no records, tells the merge that it ran.
+        empty_part = (run.settings.shard is not None and not run.invalid
+                      and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED)  # fmt: skip
+        if empty_part:
+            session.exitstatus = pytest.ExitCode.OK
+        if self.publisher is not None and (run.records or empty_part):
             saved = self.publisher.snapshot(
                 run.records, run.judges.values(), int(session.exitstatus)
             )
-            if run.settings.html:
+            if run.settings.html and run.records:
                 page = html.render(saved, decision)
                 where = self.config.invocation_params.dir / run.settings.html
                 self.html_problem = html.write(where, page)

@@ -293,6 +293,24 @@ def test_three_shards_merged_are_the_unsharded_run_figure_for_figure(
     assert sorted(sharded_ls.run_posts) == sorted(sharded_ls.runs)  # each run sent once
 
 
+def test_a_part_with_no_case_of_its_own_passes_and_writes_its_file(
+    llm_project: LLMProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    llm_project({"m1": numbered()}, suite=suite_yaml(cases=dict(list(TEN.items())[:3])))
+    monkeypatch.setenv("LLMEVAL_RUN_ID", "run-7")
+    files = []
+    for index in (1, 2, 3, 4):
+        result = llm_project.pytester.runpytest(
+            f"--llm-shard={index}/4", f"--llm-save={index}.json"
+        )
+        assert result.ret == pytest.ExitCode.OK
+        files.append(str(llm_project.pytester.path / f"{index}.json"))
+    assert sorted(len(SavedRun.load(Path(f)).records) for f in files) == [0, 1, 1, 1]
+    merged = llmeval("merge", *files, "-o", str(llm_project.pytester.path / "run.json"))
+    assert merged.returncode == 0, merged.stderr
+    assert merged.stdout.startswith("llmeval merge: 3 results of 4 shards of run run-7")
+
+
 def test_a_run_id_that_is_not_one_stops_the_run(
     llm_project: LLMProject, monkeypatch: pytest.MonkeyPatch
 ) -> None:

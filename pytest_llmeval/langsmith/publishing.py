@@ -105,7 +105,7 @@ class Publisher:
         )
 
     def finish(self, saved: SavedRun) -> Published | None:
-        if not self.save or not saved.records:
+        if not self.save or not (saved.records or self.provenance.sharded):
             return None
         path = self.path()
         error = None

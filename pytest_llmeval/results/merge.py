@@ -105,8 +105,10 @@ def _not_one_run(shards: Sequence[tuple[str, SavedRun]]) -> list[str]:
         problems += _differ(shards, f"models ({model})", lambda r, m=model: r.models.get(m))
     suites = sorted({r.suite for _, run in shards for r in run.records if r.suite_version})
     for suite in suites:
+        # Among the shards that ran some of its cases: a part may have none of a suite's.
+        having = [(n, r) for n, r in shards if any(x.suite == suite for x in r.records)]
         problems += _differ(
-            shards,
+            having,
             f"versions of suite {suite!r} (its cases, prompt or scoring changed)",
             lambda r, s=suite: sorted(
                 {x.suite_version for x in r.records if x.suite == s and x.suite_version}
