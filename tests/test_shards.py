@@ -278,10 +278,13 @@ def test_three_shards_merged_are_the_unsharded_run_figure_for_figure(
     assert gates[0].stdout == gates[1].stdout
     assert "m2" in gates[0].stdout
     for path, name in ((run_json, "run"), (whole_json, "whole")):
-        report = llmeval("report", str(path), "--markdown", str(pytester.path / f"{name}.md"))
+        report = llmeval("report", str(path), "--markdown", str(pytester.path / f"{name}.md"),
+                         "--html", str(pytester.path / f"{name}.html"))  # fmt: skip
         assert report.returncode == 1  # as the gate
+        assert "m2" in (pytester.path / f"{name}.html").read_text()
     markdowns = [blank_latencies((pytester.path / f"{n}.md").read_text()) for n in ("run", "whole")]
     assert markdowns[0] == markdowns[1]
+    assert "m2" in markdowns[0]
 
     # Each shard uploaded its part live, the last part first; the merged file again sends
     # nothing twice.
@@ -290,6 +293,7 @@ def test_three_shards_merged_are_the_unsharded_run_figure_for_figure(
     assert landed(sharded_ls) == landed(whole_ls)
     assert len(sharded_ls.sessions) == 2  # one experiment per suite and model
     assert len(sharded_ls.examples) == 10
+    assert len(sharded_ls.runs) == 40  # ten cases, two models, two repeats
     assert sorted(sharded_ls.run_posts) == sorted(sharded_ls.runs)  # each run sent once
 
 

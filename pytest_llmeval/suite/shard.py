@@ -17,9 +17,9 @@ Why not something else:
 - A per-case hash mod N (pytest-shard) or rendezvous hashing moves no other case when
   one is added, but balances only on average: with 30 cases over 3 shards, the largest
   has 13 or more about half the time.
-- Sorting and dealing round-robin (rank mod N, as Inspect's and promptfoo's slicing do
-  with a fixed order) balances within one, but adding a case shifts the shard of about
-  every case ranked after it.
+- Sorting and dealing round-robin (rank mod N) balances within one, but adding a case
+  shifts the shard of about every case ranked after it; so does slicing the cases as
+  written into ranges (promptfoo's ``--filter-range``), for every case after the new one.
 - pytest-split balances by recorded durations: a file of timings to keep, and cases
   move whenever the timings do.
 
