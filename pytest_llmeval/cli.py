@@ -11,7 +11,9 @@ results, calling no model.
 
 ``llmeval import FILE.jsonl -o SUITE.llmeval.yaml``: a suite from chat fine-tuning JSONL
 or OpenAI Evals samples. ``llmeval export SUITE -o FILE.jsonl [--split F --seed N]``:
-the suite's cases as chat fine-tuning JSONL, optionally split into train and evaluation."""
+the suite's cases as chat fine-tuning JSONL, optionally split into train and evaluation.
+
+``llmeval merge SHARD... -o RUN``: the results files of a run's shards as one."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from pytest_llmeval.options import add_argument
 from pytest_llmeval.report import html, markdown
 from pytest_llmeval.report.view import change_lines, gate_lines, pct
 from pytest_llmeval.results.gate import Decision, decide
+from pytest_llmeval.results.merge import MergeError, merge
 from pytest_llmeval.results.saved_run import ResultsFileError, SavedRun
 from pytest_llmeval.suite import interchange
 from pytest_llmeval.suite.load import SCHEMA, load_suite
@@ -104,8 +107,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     schema = commands.add_parser("schema", help="print the JSON Schema of a suite file")
     schema.set_defaults(run=_schema)
     _interchange_commands(commands)
+    _merge_command(commands)
     args = parser.parse_args(argv)
     return int(args.run(args))
+
+
+def _merge_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    merging = commands.add_parser(
+        "merge", help="join the results files of a run's shards (--llm-shard) into one"
+    )
+    merging.add_argument("shards", type=Path, nargs="+", help="every shard's results file")
+    merging.add_argument("-o", "--output", type=Path, required=True,
+                         help="the merged results file to write")  # fmt: skip
+    merging.set_defaults(run=_merge)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """Exit 2 for a file that cannot be read or written, 1 for shards that are not one run."""
+    try:
+        shards = [(str(path), SavedRun.load(path)) for path in args.shards]
+        merged = merge(shards)
+    except ResultsFileError as exc:
+        print(f"llmeval: {exc}", file=sys.stderr)
+        return 2
+    except MergeError as exc:
+        print(f"llmeval merge: refused: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    try:
+        merged.write(args.output)
+    except OSError as exc:
+        print(f"llmeval: {args.output}: cannot write it: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    total = (merged.provenance.shard or {}).get("total")
+    print(f"llmeval merge: {len(merged.records)} results of {total} shards of run "
+          f"{merged.provenance.run_id} in {args.output}")  # fmt: skip
+    return 0
 
 
 def _gate_arguments(parser: argparse.ArgumentParser) -> None:

@@ -146,6 +146,7 @@ class CaseItem(pytest.Item):
             inputs=self.case.inputs or {"messages": [asdict(m) for m in self.case.messages]},
             tags=self.case.tags,
             repeat=self.repeat,
+            suite_version=self.suite.version,
             **fields,
         )
 

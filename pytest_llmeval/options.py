@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -91,6 +94,10 @@ OPTIONS = (
            "exactly one model", None, ("missing", "all")),
     Option("results_dir", "str", "where runs are saved (autosave, and every run sent to "
            "LangSmith), relative to the rootdir", "llmeval-results"),
+    Option("shard", "str", "run only part K of N of the cases (1-based), every model and "
+           "repeat of a case in one part; `llmeval merge` joins the parts' results files "
+           "(default: GitLab's CI_NODE_INDEX/CI_NODE_TOTAL, CircleCI's and Buildkite's "
+           "parallelism variables)"),
 )  # fmt: skip
 
 
@@ -173,6 +180,7 @@ class Settings:
     autosave: bool
     results_dir: str
     update_goldens: str | None
+    shard: tuple[int, int] | None  # (K, N): part K of N, from 1
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -185,7 +193,45 @@ class Settings:
                 "--llm-langsmith-dataset / llmeval_langsmith_dataset must contain {suite}: "
                 "each suite is its own dataset"
             )
+        values["shard"] = read_shard(values["shard"], os.environ)
         return cls(**values)
+
+
+SHARD = re.compile(r"\s*(\d{1,6})\s*/\s*(\d{1,6})\s*", re.ASCII)
+NUMBER = re.compile(r"\s*\d{1,6}\s*", re.ASCII)
+# (index variable, total variable, whether the index counts from 0), as each CI sets them
+# for a job split in parallel.
+CI_SHARD_VARIABLES = (
+    ("CI_NODE_INDEX", "CI_NODE_TOTAL", False),  # GitLab CI, `parallel: N`
+    ("CIRCLE_NODE_INDEX", "CIRCLE_NODE_TOTAL", True),  # CircleCI, `parallelism: N`
+    ("BUILDKITE_PARALLEL_JOB", "BUILDKITE_PARALLEL_JOB_COUNT", True),  # Buildkite
+)
+
+
+def read_shard(given: str | None, environ: Mapping[str, str]) -> tuple[int, int] | None:
+    """The part of the cases to run: --llm-shard (or its ini twin) wins over the CI's own
+    variables, so a job can override what its CI sets; a CI job not split (N = 1) is no
+    shard."""
+    if given is not None:
+        found = SHARD.fullmatch(given)
+        index, total = (int(found[1]), int(found[2])) if found else (0, 0)
+        if not 1 <= index <= total:
+            raise pytest.UsageError(
+                f"--llm-shard / llmeval_shard must be K/N with 1 <= K <= N, not {given!r}"
+            )
+        return index, total
+    for index_name, total_name, from_zero in CI_SHARD_VARIABLES:
+        if index_name in environ and total_name in environ:
+            raw = (environ[index_name], environ[total_name])
+            index, total = (int(v) if NUMBER.fullmatch(v) else -1 for v in raw)
+            index += from_zero
+            if not 1 <= index <= total:
+                raise pytest.UsageError(
+                    f"llmeval: {index_name}={raw[0]!r} and {total_name}={raw[1]!r} are not a "
+                    f"part of a parallel job; pass --llm-shard=K/N to say which part to run"
+                )
+            return (index, total) if total > 1 else None
+    return None
 
 
 def check_ini_keys(config: pytest.Config) -> None:

@@ -34,6 +34,8 @@ from pytest_llmeval.results.records import Record
 from pytest_llmeval.results.saved_run import ResultsFileError, describe_models
 from pytest_llmeval.run import PROPOSAL, RECORD, RUN, SHARE_DIR, Run, run_of
 from pytest_llmeval.suite.model import is_suite_file
+from pytest_llmeval.suite.shard import case_key
+from pytest_llmeval.suite.shard import select as shard_select
 from pytest_llmeval.support.problems import ConfigError
 
 # Named after the plugin, not `llm`: projects often have an `llm` fixture of their own.
@@ -75,8 +77,11 @@ def pytest_configure(config: pytest.Config) -> None:
                 "a self-hosted LangSmith)"
             )
         models = run_of(config).models.values()
-        publisher = Publisher(config.rootpath, config.invocation_params.dir, settings, models,
-                              upload=upload, save=save)  # fmt: skip
+        try:
+            publisher = Publisher(config.rootpath, config.invocation_params.dir, settings,
+                                  models, upload=upload, save=save)  # fmt: skip
+        except ConfigError as exc:  # LLMEVAL_RUN_ID
+            raise pytest.UsageError(f"llmeval: {exc}") from None
     config.pluginmanager.register(ResultsCollector(config, publisher), "llmeval-results")
 
 
@@ -177,6 +182,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(trylast=True)  # after -k and -m have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _select_shard(config, items)
     # A run that runs nothing (listing, a dry run) would pass a broken suite file by.
     run_of(config).invalid = [item.message for item in items if isinstance(item, SuiteErrorItem)]
     if hasattr(config, "workerinput") or config.option.collectonly:
@@ -195,6 +201,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     run.check_prices(used)
     if not run.settings.dry_run:  # a dry run calls nothing, so needs no key
         run.check_keys(used)
+
+
+def _select_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--llm-shard=K/N: the other parts' cases are deselected, as -k does (so pytest counts
+    them as such). A Python test of the llmeval fixture is one case, all its models
+    together; any other item (a broken suite file's error, a plain test) is in every part,
+    so no part hides it."""
+    shard = run_of(config).settings.shard
+    if shard is None:
+        return
+
+    def key(item: pytest.Item) -> str | None:
+        if isinstance(item, CaseItem):
+            return case_key(item.suite.name, item.case.id)
+        if isinstance(item, pytest.Function) and FIXTURE in item.fixturenames:
+            return case_key(item.nodeid.split("::")[0], item.originalname)
+        return None
+
+    kept, dropped = shard_select(items, key, *shard)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -267,7 +295,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     decision = run_of(config).decision
     cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
-    if decision is None or not decision.failures or cache is None:
+    sharded = run_of(config).settings.shard is not None  # a part's gate fails nothing
+    if decision is None or not decision.failures or cache is None or sharded:
         return
     nodeids = run_of(config).nodeids
     failed: dict[str, bool] = cache.get("cache/lastfailed", {})
@@ -315,7 +344,9 @@ class ResultsCollector:
             return
         decision = run.decide()
         ran_nothing = self.config.option.collectonly or run.settings.dry_run
-        failed = decision.failures or (ran_nothing and run.invalid)
+        # A shard's figures are a part of the run's: the gate is the merged run's to decide.
+        gated = decision.failures and run.settings.shard is None
+        failed = gated or (ran_nothing and run.invalid)
         mode = run.settings.update_goldens
         if mode is not None and not self.config.option.collectonly:
             if session.exitstatus == pytest.ExitCode.INTERRUPTED:
@@ -326,11 +357,17 @@ class ResultsCollector:
         wrote = self.goldens is not None and self.goldens.written > 0
         if (failed or wrote) and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        if self.publisher is not None and run.records:
+        # A part with no case of its own (more parts than cases) did its part: its file,
+        # with no records, tells the merge that it ran.
+        empty_part = (run.settings.shard is not None and not run.invalid
+                      and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED)  # fmt: skip
+        if empty_part:
+            session.exitstatus = pytest.ExitCode.OK
+        if self.publisher is not None and (run.records or empty_part):
             saved = self.publisher.snapshot(
                 run.records, run.judges.values(), int(session.exitstatus)
             )
-            if run.settings.html:
+            if run.settings.html and run.records:
                 page = html.render(saved, decision)
                 where = self.config.invocation_params.dir / run.settings.html
                 self.html_problem = html.write(where, page)
@@ -345,7 +382,14 @@ class ResultsCollector:
         # --junitxml's file is written at the session's end; the gate is decided then too.
         xmlpath = getattr(self.config.option, "xmlpath", None)
         decision = run_of(self.config).decision
-        if decision is not None and decision.failures and xmlpath and Path(xmlpath).is_file():
+        sharded = run_of(self.config).settings.shard is not None  # a part's gate fails nothing
+        if (
+            decision is not None
+            and decision.failures
+            and not sharded
+            and xmlpath
+            and Path(xmlpath).is_file()
+        ):
             junit.mark_gated_misses(Path(xmlpath), decision)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -370,6 +414,13 @@ class ResultsCollector:
                           width=self.config.get_terminal_writer().fullwidth)  # fmt: skip
             write_engine_notes(terminalreporter, run.records, run.rate_limits(), run.cache.label)
             write_prices(terminalreporter, describe_models(run.models.values()), list(run.models))
+            if run.settings.shard is not None:
+                index, total = run.settings.shard
+                terminalreporter.write_line(
+                    f"llmeval: shard {index}/{total}: the gate above is this part's alone and "
+                    "does not set the exit status; merge the parts (llmeval merge) and gate "
+                    "the whole (llmeval gate)"
+                )
         if self.html_problem is not None:
             terminalreporter.write_line(f"llmeval: WARNING: HTML report not written: "
                                         f"{self.html_problem}", yellow=True, bold=True)  # fmt: skip

@@ -116,6 +116,11 @@ def _no_outside_reporting(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("GITHUB_STEP_SUMMARY", "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2",
                  "LANGSMITH_API_KEY", "LANGCHAIN_API_KEY", "LANGSMITH_PROJECT"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
+    # Nor do they run a part of their cases because the CI running these tests is split.
+    for name in ("LLMEVAL_RUN_ID", "CI_NODE_INDEX", "CI_NODE_TOTAL", "CIRCLE_NODE_INDEX",
+                 "CIRCLE_NODE_TOTAL", "BUILDKITE_PARALLEL_JOB",
+                 "BUILDKITE_PARALLEL_JOB_COUNT"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
     # One terminal width, whatever the terminal running these tests: long diff lines are
     # folded to it.
     monkeypatch.setenv("COLUMNS", "80")

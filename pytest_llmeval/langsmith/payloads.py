@@ -82,14 +82,21 @@ def experiment(
         "ci_provider": provenance.ci.get("provider"),
         "ci_run_id": provenance.ci.get("run_id"),
         "llmeval_run_id": provenance.run_id,
+        "llmeval_shards": (provenance.shard or {}).get("total"),
     }
-    return Experiment(
+    if provenance.sharded:
+        # Every shard must name it alike, whenever it started: by the whole run's id, not
+        # by a time.
+        name = f"{prefix}{suite} | {model} | {provenance.short_commit} | run {provenance.run_id}"
+    else:
         # Suite first, then time: one suite's runs sort together, oldest first, with the
         # models of one run side by side. The run id tells apart runs of one second.
-        name=(
+        name = (
             f"{prefix}{suite} | {provenance.stamp} | {model} | {provenance.short_commit} | "
             f"{provenance.run_id[:8]}"
-        ),
+        )
+    return Experiment(
+        name=name,
         description=f"pytest-llmeval: suite {suite} on {model}",
         metadata={k: v for k, v in metadata.items() if v is not None},
     )

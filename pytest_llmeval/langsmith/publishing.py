@@ -52,7 +52,7 @@ class Publisher:
         self.root = root
         self.invoked_in = invoked_in
         self.settings = settings
-        self.provenance = Provenance.now(root)
+        self.provenance = Provenance.now(root, settings.shard)
         self.models = list(models)
         project = os.environ.get("LANGSMITH_PROJECT", "").strip()
         self.experiment_prefix = f"{project}: " if project else ""
@@ -105,7 +105,7 @@ class Publisher:
         )
 
     def finish(self, saved: SavedRun) -> Published | None:
-        if not self.save or not saved.records:
+        if not self.save or not (saved.records or self.provenance.sharded):
             return None
         path = self.path()
         error = None

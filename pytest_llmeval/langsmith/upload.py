@@ -271,18 +271,26 @@ class Uploader:
             try:
                 dataset = client.read_dataset(dataset_name=name)
             except langsmith.utils.LangSmithNotFoundError:
-                dataset = client.create_dataset(
-                    name, description="Golden cases of a pytest-llmeval suite",
-                    metadata={"source": "pytest-llmeval"},
-                )  # fmt: skip
+                try:
+                    dataset = client.create_dataset(
+                        name, description="Golden cases of a pytest-llmeval suite",
+                        metadata={"source": "pytest-llmeval"},
+                    )  # fmt: skip
+                except langsmith.utils.LangSmithConflictError:
+                    # Created since it was looked for: by another shard of the run, say.
+                    dataset = client.read_dataset(dataset_name=name)
+                    self._read_examples(str(dataset.id))
             else:
-                for found in client.list_examples(dataset_id=dataset.id):
-                    self._remote_examples[str(found.id)] = {
-                        "inputs": found.inputs, "outputs": found.outputs,
-                        "metadata": found.metadata or {},
-                    }  # fmt: skip
+                self._read_examples(str(dataset.id))
             self._datasets[name] = str(dataset.id)
         return self._datasets[name]
+
+    def _read_examples(self, dataset_id: str) -> None:
+        for found in self.client.list_examples(dataset_id=dataset_id):
+            self._remote_examples[str(found.id)] = {
+                "inputs": found.inputs, "outputs": found.outputs,
+                "metadata": found.metadata or {},
+            }  # fmt: skip
 
     def _sync_examples(self, dataset: str, records: Iterable[Record]) -> None:
         """Create the cases LangSmith lacks, update those that changed since."""
@@ -302,12 +310,25 @@ class Uploader:
             # Created as `reference_outputs`, updated as `outputs`: the SDK's two schemas.
             created = [{**{k: v for k, v in ex.items() if k != "outputs"},
                         "reference_outputs": ex["outputs"]} for ex in new]  # fmt: skip
-            self.client.create_examples(dataset_id=dataset_id, examples=created)
+            self._create_examples(dataset_id, created)
         if changed:
             self.client.update_examples(dataset_id=dataset_id, updates=changed)
         with self._lock:
             self.report.examples_created += len(new)
             self.report.examples_updated += len(changed)
+
+    def _create_examples(self, dataset_id: str, examples: list[dict[str, Any]]) -> None:
+        """Create them; when one is there already (another upload of the same cases got
+        there first), read the dataset again and create only those still missing."""
+        import langsmith.utils
+
+        try:
+            self.client.create_examples(dataset_id=dataset_id, examples=examples)
+        except langsmith.utils.LangSmithConflictError:
+            self._read_examples(dataset_id)
+            missing = [ex for ex in examples if ex["id"] not in self._remote_examples]
+            if missing:
+                self.client.create_examples(dataset_id=dataset_id, examples=missing)
 
     def _experiment(self, dataset: str, suite: str, model: str, threshold: float | None) -> str:
         if (suite, model) not in self._experiments:
@@ -321,12 +342,16 @@ class Uploader:
             try:  # there when an earlier upload of these results got this far
                 project = client.read_project(project_name=wanted_experiment.name)
             except langsmith.utils.LangSmithNotFoundError:
-                project = client.create_project(
-                    wanted_experiment.name,
-                    description=wanted_experiment.description,
-                    metadata=wanted_experiment.metadata,
-                    reference_dataset_id=dataset_id,
-                )
+                try:
+                    project = client.create_project(
+                        wanted_experiment.name,
+                        description=wanted_experiment.description,
+                        metadata=wanted_experiment.metadata,
+                        reference_dataset_id=dataset_id,
+                    )
+                except langsmith.utils.LangSmithConflictError:
+                    # Another shard of the run created it since: one experiment, shared.
+                    project = client.read_project(project_name=wanted_experiment.name)
             url = _compare_url(project, dataset_id)
             with self._lock:
                 self.report.experiments.append(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
+
+from pytest_llmeval.support.problems import ConfigError
 
 # (provider, the variable holding its run id, the variables naming the branch)
 CI_RUN_VARIABLES = (
@@ -34,20 +37,27 @@ class Provenance:
     commit: str | None = None
     branch: str | None = None
     ci: dict[str, str] = field(default_factory=dict)  # provider, run_id
+    # A shard's {"index", "total"} (--llm-shard), a merged run's {"total"}; None: one job.
+    shard: dict[str, int] | None = None
 
     @classmethod
-    def now(cls, root: Path) -> Provenance:
+    def now(cls, root: Path, shard: tuple[int, int] | None = None) -> Provenance:
         ci, ci_branch = _ci()
         branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD")
         if branch in (None, "HEAD"):  # a detached checkout, as CI makes: CI knows the name
             branch = ci_branch
         return cls(
-            run_id=str(uuid.uuid4()),
+            run_id=_run_id(ci, sharded=shard is not None),
             started_at=time.time(),
             commit=_git(root, "rev-parse", "HEAD") or os.environ.get("GITHUB_SHA"),
             branch=branch,
             ci=ci,
+            shard=None if shard is None else {"index": shard[0], "total": shard[1]},
         )
+
+    @property
+    def sharded(self) -> bool:
+        return self.shard is not None
 
     @property
     def short_commit(self) -> str:
@@ -57,6 +67,25 @@ class Provenance:
     def stamp(self) -> str:
         """The start time as a name part that sorts: 20261126T180759Z."""
         return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started_at))
+
+
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+
+
+def _run_id(ci: dict[str, str], *, sharded: bool) -> str:
+    """LLMEVAL_RUN_ID when set; for a shard, else the CI run's id, which every job of one
+    CI run shares (so the shards know they belong together); else a fresh UUID."""
+    given = os.environ.get("LLMEVAL_RUN_ID", "").strip()
+    if given:
+        if not RUN_ID.fullmatch(given):
+            raise ConfigError(
+                f"LLMEVAL_RUN_ID {given[:120]!r}: a run id is 1 to 100 letters, digits and "
+                "._:- (starting with a letter or digit)"
+            )
+        return given
+    if sharded and ci:
+        return f"{ci['provider']}-{ci['run_id']}"
+    return str(uuid.uuid4())
 
 
 def _git(root: Path, *args: str) -> str | None:

@@ -48,6 +48,7 @@ class Record:
     parsed: Any = None  # the answer as JSON, when it is JSON
     finished_at: float | None = None  # epoch seconds when the answer came (or was replayed)
     repeat: int = 0  # which asking of the case this is (--llm-repeat), from 0
+    suite_version: str | None = None  # the suite's digest (Suite.version); None: a Python test
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

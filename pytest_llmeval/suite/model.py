@@ -3,9 +3,11 @@ shape and how it is scored. Plain data; `load.py` builds it from YAML."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,23 @@ class Suite:
     response_format: ResponseFormat = ResponseFormat()
     scoring: Scoring = field(default_factory=Scoring)
     threshold: float | None = None
+
+    @cached_property
+    def version(self) -> str:
+        """A digest of what the suite asks and expects: its turns, answer format, scoring,
+        threshold and cases (not where they are written, nor their notes). Shards of one
+        run must have the same, or they ran different suites under one name."""
+        cases = [{**asdict(c), "line": None, "notes": None} for c in self.cases]
+        content = {
+            "name": self.name,
+            "messages": [asdict(m) for m in self.messages],
+            "response_format": asdict(self.response_format),
+            "scoring": asdict(self.scoring),
+            "threshold": self.threshold,
+            "cases": cases,
+        }
+        text = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def render(self, case: Case) -> tuple[Message, ...]:
         """The chat messages sent for ``case``: its own, or the suite's template filled in."""
