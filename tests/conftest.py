@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,17 @@ class LLMProject:
 def llm_project(pytester: pytest.Pytester, openai_server: OpenAIServer) -> LLMProject:
     """``llm_project({"m1": oracle}, ini=...)``: see LLMProject."""
     return LLMProject(pytester, openai_server)
+
+
+def numbered(*wrong: int) -> Callable[[Request], dict[str, int]]:
+    """A model that answers {"n": N} to "Review number N.", but {"n": -1} for the numbers
+    ``wrong``: the golden answer of every case made by ``{f"case{i}": (f"Review number
+    {i}.", {"n": i})}``."""
+
+    def answer(request: Request) -> dict[str, int]:
+        found = re.search(r"Review number (\d+)", request.last_user_content)
+        assert found is not None
+        n = int(found.group(1))
+        return {"n": -1 if n in wrong else n}
+
+    return answer

@@ -3,16 +3,14 @@ applied again to saved results by `llmeval gate`, calling no model."""
 
 from __future__ import annotations
 
-import re
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pytest_llmeval.results.saved_run import SavedRun
-from tests.conftest import kettle_wrong, llmeval, oracle, suite_yaml, write_config
-from tests.openai_server import OpenAIServer, Request
+from tests.conftest import kettle_wrong, llmeval, numbered, oracle, suite_yaml, write_config
+from tests.openai_server import OpenAIServer
 
 
 def project(pytester: pytest.Pytester, server: OpenAIServer) -> None:
@@ -24,18 +22,6 @@ def project(pytester: pytest.Pytester, server: OpenAIServer) -> None:
 
 # Eight cases: enough for a drop to be shown real (five of five flips one way: p = 1/32).
 EIGHT = {f"case{i}": (f"Review number {i}.", {"n": i}) for i in range(8)}
-
-
-def numbered(*wrong: int) -> Callable[[Request], dict[str, int]]:
-    """A model right on EIGHT but for the cases numbered ``wrong``."""
-
-    def answer(request: Request) -> dict[str, int]:
-        found = re.search(r"Review number (\d+)", request.last_user_content)
-        assert found is not None
-        n = int(found.group(1))
-        return {"n": -1 if n in wrong else n}
-
-    return answer
 
 
 def gate(*args: str) -> subprocess.CompletedProcess[str]:

@@ -24,26 +24,13 @@ from pytest_llmeval.results.provenance import Provenance
 from pytest_llmeval.results.records import Record
 from pytest_llmeval.results.saved_run import SavedRun
 from pytest_llmeval.suite.shard import assign, case_key, select
-from tests.conftest import ROOT, LLMProject, llmeval, suite_yaml
+from tests.conftest import ROOT, LLMProject, llmeval, numbered, suite_yaml
 from tests.langsmith_service import LangSmithServer
-from tests.openai_server import Request
 
 KEY = "lsv2-test-key-shards"
 
 # Ten cases: three shards of 4, 3 and 3.
 TEN = {f"case{i}": (f"Review number {i}.", {"n": i}) for i in range(10)}
-
-
-def numbered(*wrong: int) -> Callable[[Request], dict[str, int]]:
-    """A model right on TEN but for the cases numbered ``wrong``."""
-
-    def answer(request: Request) -> dict[str, int]:
-        found = re.search(r"Review number (\d+)", request.last_user_content)
-        assert found is not None
-        n = int(found.group(1))
-        return {"n": -1 if n in wrong else n}
-
-    return answer
 
 
 # The assignment's properties.
