@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from pytest_llmeval import options
+from pytest_llmeval.engine.share import RunShare
 from pytest_llmeval.items import CaseItem, SuiteErrorItem, SuiteFile
 from pytest_llmeval.langsmith import upload as langsmith_upload
 from pytest_llmeval.langsmith.publishing import Published, Publisher
@@ -334,6 +335,12 @@ class ResultsCollector:
             run.nodeids[record.suite, record.case, record.model, record.repeat] = report.nodeid
             if self.publisher is not None:
                 self.publisher.add(record)
+
+    def pytest_keyboard_interrupt(self) -> None:
+        """Ctrl-C or SIGTERM on the xdist controller: the workers stop waiting for answers
+        now, not when execnet gives up on them."""
+        if SHARE_DIR in self.config.stash:
+            RunShare(self.config.stash[SHARE_DIR]).stop()
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         run = run_of(self.config)

@@ -142,13 +142,24 @@ class Run:
         return self._with_progress(lambda tick: self.engine.result(future, tick))
 
     def _with_progress(self, waiting: Callable[[Tick | None], T]) -> T:
-        """Run a wait that redraws the progress line (when there is one), erased after."""
-        if self.progress is None:
+        """Run a wait that redraws the progress line (when there is one), erased after; on
+        an xdist worker, a wait the controller's interrupt ends."""
+        share, progress = self.share, self.progress
+        if share is not None:
+
+            def tick() -> None:
+                if share.stopped():
+                    raise KeyboardInterrupt("the run was interrupted")
+                if progress is not None:
+                    progress.tick()
+
+            return waiting(tick)
+        if progress is None:
             return waiting(None)
         try:
-            return waiting(self.progress.tick)
+            return waiting(progress.tick)
         finally:
-            self.progress.clear()
+            progress.clear()
 
     def rate_limits(self) -> dict[str, AdaptiveLimit]:
         """This process's per-model limits (none on the xdist controller, which calls nothing)."""

@@ -24,6 +24,15 @@ class RunShare:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
+    def stop(self) -> None:
+        """Tell every worker the run is over (the controller was interrupted): xdist asks
+        them to stop only between items, and an item waiting for an answer would hold its
+        worker until execnet interrupts it, five seconds later."""
+        (self.directory / "stop").touch()
+
+    def stopped(self) -> bool:
+        return (self.directory / "stop").exists()
+
     def claim(self, key: str) -> bool:
         """True for exactly one process per key and run."""
         # Linked into place whole, with the claimant's pid in it: a claim is never empty.
