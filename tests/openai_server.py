@@ -27,14 +27,24 @@ handler::
     server.on_any(faulty)
     plan.outcome("m\0<last user message>", max_retries=2)  # what the SDK will end with
 
+Rate limits: :meth:`OpenAIServer.rate_limit` puts a token bucket (R requests a second, a
+burst of B) in front of one model or of every model together; a request that finds it
+empty is answered 429 with ``Retry-After`` in whole seconds, as an HTTP date, as
+``retry-after-ms``, or without it::
+
+    server.rate_limit(rate=20, burst=5, retry_after="seconds")
+    server.rate_limited()                  # the 429s it sent
+
 Standard library only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hashlib
 import json
+import math
 import re
 import select
 import socket
@@ -56,6 +66,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "FAULT_KINDS",
     "FINAL_FAULTS",
+    "RETRY_AFTER_STYLES",
     "Fault",
     "FaultPlan",
     "Faulty",
@@ -445,6 +456,62 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+RetryAfterStyle: TypeAlias = Literal["seconds", "date", "ms", "none"]
+RETRY_AFTER_STYLES: tuple[RetryAfterStyle, ...] = ("seconds", "date", "ms", "none")
+"""How a 429 of :meth:`OpenAIServer.rate_limit` says when to come back: ``Retry-After``
+in whole seconds (rounded up, as HTTP has it), ``Retry-After`` as an HTTP date (whole
+seconds too, so rounded up to the next second), ``retry-after-ms``, or not at all."""
+
+
+class TokenBucket:
+    """``rate`` requests a second, at most ``burst`` at once: each request takes a token
+    (answered) or finds none (429). Thread-safe; full at first."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        retry_after: RetryAfterStyle = "seconds",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a bucket needs rate > 0 and burst >= 1")
+        if retry_after not in RETRY_AFTER_STYLES:
+            raise ValueError(f"retry_after must be one of {RETRY_AFTER_STYLES}")
+        self.rate = rate
+        self.burst = burst
+        self.retry_after = retry_after
+        self._clock = clock
+        self._tokens = burst
+        self._at = clock()
+        self._lock = threading.Lock()
+        self.refused = 0
+
+    def take(self) -> float | None:
+        """None when a token was taken; else the seconds until the next one comes."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return None
+            self.refused += 1
+            return (1 - self._tokens) / self.rate
+
+    def headers(self, wait: float) -> dict[str, str]:
+        """The 429's headers saying to come back in ``wait`` seconds, in this bucket's style."""
+        if self.retry_after == "seconds":
+            return {"Retry-After": str(max(1, math.ceil(wait)))}
+        if self.retry_after == "date":
+            # An HTTP date has whole seconds: the next whole second after the token comes.
+            return {"Retry-After": email.utils.formatdate(math.ceil(time.time() + wait),
+                                                          usegmt=True)}  # fmt: skip
+        if self.retry_after == "ms":
+            return {"retry-after-ms": str(math.ceil(wait * 1000))}
+        return {}
+
+
 class OpenAIServer:
     """A scriptable OpenAI-compatible server on 127.0.0.1 (see the module docstring)."""
 
@@ -457,6 +524,8 @@ class OpenAIServer:
         # Chat completions being answered right now (delays included), and the most at once.
         self._in_flight: dict[str, int] = {}
         self._max_in_flight: dict[str, int] = {}
+        # Token buckets by model ("" for the one every model shares).
+        self._buckets: dict[str, TokenBucket] = {}
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -540,6 +609,28 @@ class OpenAIServer:
         handler = _compile(reply)
         with self._lock:
             self._fallback = handler
+
+    def rate_limit(
+        self,
+        rate: float,
+        burst: float = 1,
+        retry_after: RetryAfterStyle = "seconds",
+        model: str | None = None,
+    ) -> TokenBucket:
+        """Allow ``rate`` chat completions a second (``burst`` at once) for ``model``, or
+        for every model together; the rest are answered 429 before their script is asked
+        (see :data:`RETRY_AFTER_STYLES`). A model's own bucket is asked first, then the
+        shared one."""
+        bucket = TokenBucket(rate, burst, retry_after)
+        with self._lock:
+            self._buckets[model or ""] = bucket
+        return bucket
+
+    def rate_limited(self, model: str | None = None) -> int:
+        """429s sent by the bucket of ``model`` (or the shared one)."""
+        with self._lock:
+            bucket = self._buckets.get(model or "")
+        return bucket.refused if bucket is not None else 0
 
     # -- inspection ------------------------------------------------------------------------
 
@@ -625,11 +716,25 @@ class OpenAIServer:
             handler = self._scripts.get(request.model, self._fallback)
         if handler is None:
             return _model_not_found(request.model)
+        refusal = self._refused(request.model)
+        if refusal is not None:
+            return refusal
         self._count_in_flight(request.model, +1)
         try:
             return self._scripted(handler, request, stopping)
         finally:
             self._count_in_flight(request.model, -1)
+
+    def _refused(self, model: str) -> _Response | None:
+        """The 429 of the first bucket (the model's, then the shared one) that has no token."""
+        with self._lock:
+            buckets = [b for b in (self._buckets.get(model), self._buckets.get("")) if b]
+        for bucket in buckets:
+            wait = bucket.take()
+            if wait is not None:
+                return _error_response(429, "Rate limit reached for requests (token bucket)",
+                                       headers=bucket.headers(wait))  # fmt: skip
+        return None
 
     def _count_in_flight(self, model: str, change: int) -> None:
         with self._lock:
