@@ -5,12 +5,21 @@ verdicts (agreement rate, Cohen's kappa, where they differ).
 ``llmeval upload RESULTS``: send a saved run to LangSmith (again: nothing twice).
 ``llmeval gate RESULTS --threshold X [--baseline OTHER]``: the gate again, on saved
 results, calling no model.
-``llmeval report RESULTS --html PATH [--markdown PATH]``: the reports of a saved run."""
+``llmeval report RESULTS --html PATH [--markdown PATH]``: the reports of a saved run.
+``llmeval validate [PATHS]``: every suite checked, calling no model.
+``llmeval schema``: the JSON Schema of a suite file, for editors.
+
+``llmeval import FILE.jsonl -o SUITE.llmeval.yaml``: a suite from chat fine-tuning JSONL
+or OpenAI Evals samples. ``llmeval export SUITE -o FILE.jsonl [--split F --seed N]``:
+the suite's cases as chat fine-tuning JSONL, optionally split into train and evaluation."""
 
 from __future__ import annotations
 
 import argparse
+import configparser
+import json
 import sys
+import tomllib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,13 +29,17 @@ from pytest_llmeval.engine.cache import ResponseCache
 from pytest_llmeval.engine.engine import Engine
 from pytest_llmeval.langsmith.payloads import DEFAULT_DATASET
 from pytest_llmeval.langsmith.upload import Uploader, api_key
-from pytest_llmeval.models import load_model_table, resolve_models
+from pytest_llmeval.models import is_openai_name, load_model_table, resolve_models
 from pytest_llmeval.options import add_argument
 from pytest_llmeval.report import html, markdown
 from pytest_llmeval.report.view import change_lines, gate_lines, pct
 from pytest_llmeval.results.gate import Decision, decide
 from pytest_llmeval.results.saved_run import ResultsFileError, SavedRun
-from pytest_llmeval.suite.load import load_suite
+from pytest_llmeval.suite import interchange
+from pytest_llmeval.suite.load import SCHEMA, load_suite
+from pytest_llmeval.suite.model import SUITE_SUFFIXES
+from pytest_llmeval.suite.validate import suite_files, validate
+from pytest_llmeval.support.files import write_atomically
 from pytest_llmeval.support.problems import ConfigError
 from pytest_llmeval.support.text import shorten
 
@@ -87,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--markdown", type=Path, help="write the Markdown summary here")
     _gate_arguments(report)
     report.set_defaults(run=_report)
+    _validate_command(commands)
+    schema = commands.add_parser("schema", help="print the JSON Schema of a suite file")
+    schema.set_defaults(run=_schema)
+    _interchange_commands(commands)
     args = parser.parse_args(argv)
     return int(args.run(args))
 
@@ -98,6 +115,156 @@ def _gate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="a results file to compare with")  # fmt: skip
     add_argument(parser, "max_regression")
+
+
+def _interchange_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`llmeval import` and `llmeval export`."""
+    into = commands.add_parser(
+        "import",
+        help="a suite from OpenAI chat fine-tuning JSONL or OpenAI Evals samples; exits 0 "
+        "when every line became a case, 1 when lines were skipped (the file is written "
+        "with the others, each skipped line printed as FILE:LINE: reason), 2 when nothing "
+        "was written",
+    )
+    into.add_argument("jsonl", type=Path, help="the JSONL file")
+    into.add_argument("-o", "--output", type=Path, required=True,
+                      help="the suite file to write (*.llmeval.yaml)")  # fmt: skip
+    into.add_argument("--name", help="the suite's name (default: the output file's)")
+    into.add_argument(
+        "--id-field",
+        help="the field of each line holding its case id (default: a short hash of the line)",
+    )
+    into.add_argument(
+        "--response-format",
+        choices=("auto", "json", "text"),
+        default="auto",
+        help="json: answers are JSON objects, a line whose answer is not one is skipped; "
+        "text: answers are free text; auto (default): json when most answers are objects",
+    )
+    into.add_argument("--force", action="store_true", help="overwrite the output file")
+    into.set_defaults(run=_import)
+    out = commands.add_parser(
+        "export",
+        help="a suite's cases as OpenAI chat fine-tuning JSONL (the expected answer as the "
+        "assistant's); with --split, train and evaluation files and the evaluation suite",
+    )
+    out.add_argument("suite", type=Path, help="a *.llmeval.yaml file")
+    out.add_argument("-o", "--output", type=Path, required=True,
+                     help="the JSONL file; with --split, NAME.train.jsonl, NAME.eval.jsonl "
+                     "and NAME.eval.llmeval.yaml beside it")  # fmt: skip
+    out.add_argument(
+        "--split",
+        type=float,
+        help="the fraction of cases for evaluation, chosen by a hash of the seed and the "
+        "case id (adding a case moves no other)",
+    )
+    out.add_argument("--seed", type=int, default=0, help="the split's seed (default 0)")
+    out.add_argument("--id-field", help="also write each case id in this field of its line")
+    out.add_argument("--force", action="store_true", help="overwrite the output files")
+    out.set_defaults(run=_export)
+
+
+def _import(args: argparse.Namespace) -> int:
+    output: Path = args.output
+    if not output.name.endswith(SUITE_SUFFIXES):
+        print(f"llmeval: import: {output} must end in .llmeval.yaml to be collected",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if output.exists() and not args.force:
+        print(f"llmeval: import: {output} exists (--force overwrites it)", file=sys.stderr)
+        return 2
+    name = args.name or next(output.name.removesuffix(s) for s in SUITE_SUFFIXES
+                             if output.name.endswith(s))  # fmt: skip
+    try:
+        imported = interchange.import_jsonl(
+            args.jsonl,
+            str(args.jsonl),
+            name=name,
+            id_field=args.id_field,
+            response_format=args.response_format,
+        )
+        write_atomically(output, imported.text)
+        load_suite(output)  # what was written loads, or the import has a bug to report
+    except ConfigError as exc:
+        print(f"llmeval: import: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"llmeval: import: cannot write {output}: {exc}", file=sys.stderr)
+        return 2
+    answers = "JSON" if imported.json_answers else "free-text"
+    print(f"llmeval import: wrote {output}: suite {name!r}, {imported.cases} "
+          f"case{'' if imported.cases == 1 else 's'}, "
+          f"{answers} answers, from {args.jsonl}")  # fmt: skip
+    for note in imported.notes:
+        print(f"{note}")
+    for skipped in imported.skipped:
+        print(f"{skipped}", file=sys.stderr)
+    if imported.skipped:
+        print(f"llmeval import: {len(imported.skipped)} lines skipped", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    output: Path = args.output
+    if args.split is not None and not 0 < args.split < 1:
+        print(f"llmeval: export: --split must be between 0 and 1, not {args.split}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        suite = load_suite(args.suite)
+    except ConfigError as exc:
+        print(f"llmeval: export: {exc}", file=sys.stderr)
+        return 2
+    writes: list[tuple[Path, str, str]] = []  # path, text, what it holds
+    if args.split is None:
+        writes.append((output, interchange.jsonl(suite, suite.cases, args.id_field),
+                       f"{len(suite.cases)} cases"))  # fmt: skip
+    else:
+        train, evaluation = interchange.split(suite.cases, args.split, args.seed)
+        if not train or not evaluation:
+            print(f"llmeval: export: --split {args.split} --seed {args.seed} leaves "
+                  f"{len(train)} train and {len(evaluation)} evaluation cases of "
+                  f"{len(suite.cases)}: give another fraction or seed",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        stem = output.name.removesuffix(".jsonl")
+        eval_name = f"{suite.name}-eval"
+        try:
+            eval_suite = interchange.evaluation_suite(
+                args.suite, str(args.suite), eval_name, {c.id for c in evaluation}
+            )
+        except ConfigError as exc:
+            print(f"llmeval: export: {exc}", file=sys.stderr)
+            return 2
+        writes += [
+            (output.with_name(f"{stem}.train.jsonl"),
+             interchange.jsonl(suite, train, args.id_field), f"{len(train)} train cases"),
+            (output.with_name(f"{stem}.eval.jsonl"),
+             interchange.jsonl(suite, evaluation, args.id_field),
+             f"{len(evaluation)} evaluation cases"),
+            (output.with_name(f"{stem}.eval.llmeval.yaml"), eval_suite,
+             f"suite {eval_name!r}, the {len(evaluation)} evaluation cases"),
+        ]  # fmt: skip
+    existing = [str(path) for path, _, _ in writes if path.exists()]
+    if existing and not args.force:
+        print(f"llmeval: export: {', '.join(existing)} exists (--force overwrites)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        for path, text, _ in writes:
+            write_atomically(path, text)
+        if args.split is not None:
+            load_suite(writes[-1][0])  # the evaluation suite loads, or this is a bug to show
+    except ConfigError as exc:
+        print(f"llmeval: export: the evaluation suite does not load: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"llmeval: export: cannot write: {exc}", file=sys.stderr)
+        return 2
+    for path, _, what in writes:
+        print(f"llmeval export: wrote {path}: {what}")
+    return 0
 
 
 def _upload(args: argparse.Namespace) -> int:
@@ -194,7 +361,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.html is not None:
         problems.append(html.write(args.html, html.render(saved, decision)))
     if args.markdown is not None:
-        problems += markdown.publish(markdown.render(decision), args.markdown)
+        problems += markdown.publish(markdown.render(decision, saved.models), args.markdown)
     for problem in filter(None, problems):
         print(f"llmeval: cannot write {problem}", file=sys.stderr)
     if any(problems):
@@ -203,6 +370,71 @@ def _report(args: argparse.Namespace) -> int:
         if written is not None:
             print(f"llmeval report: {written}")
     return 1 if decision.failures else 0
+
+
+def _validate_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = commands.add_parser("validate", help="check every suite, calling no model")
+    check.add_argument("paths", type=Path, nargs="*",
+                       help="suite files or folders (default: the testpaths of pytest's "
+                       "configuration, else the current folder)")  # fmt: skip
+    check.add_argument(
+        "--config",
+        type=Path,
+        default=Path("pyproject.toml"),
+        help="pyproject.toml with [tool.llmeval.models] (default: ./pyproject.toml)",
+    )
+    check.set_defaults(run=_validate)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    try:
+        table = load_model_table(args.config)
+    except ConfigError as exc:
+        print(f"llmeval: {exc}", file=sys.stderr)
+        return 2
+    found = validate(
+        suite_files(args.paths or _testpaths(Path.cwd())),
+        lambda name: name in table or is_openai_name(name),
+        _shown,
+    )
+    for problem in found.problems:
+        print(problem)
+    print(found.summary())
+    return 1 if found.problems else 0
+
+
+def _testpaths(root: Path) -> list[Path]:
+    """pytest's `testpaths` where its configuration here gives them (pytest.ini first, as
+    pytest reads it), else this folder."""
+    ini = root / "pytest.ini"
+    if ini.is_file():
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(ini, encoding="utf-8")
+            named = parser.get("pytest", "testpaths", fallback="").split()
+        except (configparser.Error, UnicodeDecodeError):
+            named = []  # pytest itself says what is wrong with its configuration
+        return [root / p for p in named] or [root]
+    try:
+        data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return [root]
+    named = data.get("tool", {}).get("pytest", {}).get("ini_options", {}).get("testpaths", [])
+    paths = [named] if isinstance(named, str) else named
+    return [root / p for p in paths if isinstance(p, str)] or [root]
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the current folder where it is under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _schema(args: argparse.Namespace) -> int:
+    print(json.dumps(SCHEMA, indent=2))
+    return 0
 
 
 def _agreement(args: argparse.Namespace) -> int:

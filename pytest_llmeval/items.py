@@ -16,11 +16,13 @@ from pytest_llmeval.engine.engine import Pending
 from pytest_llmeval.locations import relpath, shown_id
 from pytest_llmeval.models import ModelSpec
 from pytest_llmeval.report.view import miss_text
+from pytest_llmeval.results.goldens import Kind, Proposal
 from pytest_llmeval.results.records import Record
-from pytest_llmeval.run import RECORD, run_of
-from pytest_llmeval.scoring import combined, judging
+from pytest_llmeval.run import PROPOSAL, RECORD, run_of
+from pytest_llmeval.scoring import combined, judging, structural
 from pytest_llmeval.suite.load import CaseFileError, load_suite
 from pytest_llmeval.suite.model import Case, Suite
+from pytest_llmeval.support.bounds import MAX_ANSWER_CHARS
 from pytest_llmeval.support.problems import ConfigError
 
 
@@ -166,7 +168,7 @@ class CaseItem(pytest.Item):
         """Send the request (and, for a judged suite, judge the answer when it comes)."""
         run = run_of(self.config)
         self.pending = run.engine.start(self.request)
-        if self.suite.scoring.uses_judge:
+        if self.suite.scoring.uses_judge and self.case.golden:  # nothing to judge against
             job = judging.job(run.engine, self.judge_model, self.suite, self.case,
                               self.model.name, self.request.where)  # fmt: skip
             self.judging = run.engine.follow(self.pending, job)
@@ -203,12 +205,15 @@ class CaseItem(pytest.Item):
                 "rate_limited": done.rate_limited,
             }
         self.stash[RECORD] = self._record(outcome="error", reason=failure, **extra)
+        self._propose("error", problem=f"errored: {failure}")
         # From None: the cause is in the message already, so pytest shows it once.
         raise pytest.fail.Exception(f"{self.request.where}: {failure}", pytrace=False) from None
 
     def runtest(self) -> None:
         assert self.completion is not None
         done, judged = self.completion, self.judged
+        if not self.case.golden:
+            self._no_golden(done)
         if judged is None:
             scoring, json_mode = self.suite.scoring, self.suite.response_format.json_mode
             judged = judging.Judged(combined.settle(self.case.expected, done.text, scoring,
@@ -233,11 +238,64 @@ class CaseItem(pytest.Item):
             parsed=verdict.answer,
         )
         self.stash[RECORD] = record
+        if run_of(self.config).settings.update_goldens is not None:  # parsed only then
+            self._propose(verdict.outcome, *_as_golden(self.suite, self.case, done.text))
         if not verdict.passed and run_of(self.config).settings.strict:
             pytest.fail(miss_text(record), pytrace=False)
 
     def reportinfo(self) -> tuple[Any, int, str]:
         return self.suite.path, self.case.line - 1, f"{self.suite.name}::{self.name}"
+
+    def _no_golden(self, done: Completion) -> NoReturn:
+        """A case with no `expected:` yet: an ERROR whatever the answer (it never raises an
+        accuracy), saying how to write one; the answer is kept as what would be written."""
+        value, problem = _as_golden(self.suite, self.case, done.text)
+        if run_of(self.config).settings.update_goldens is None:
+            failure = (
+                "no golden yet: the case has no `expected:`; run pytest with "
+                f"--llm-update-goldens=missing --llm-models={self.model.name} to write this "
+                "model's answer into it, then review it with git diff"
+            )
+        else:
+            failure = "no golden yet: its answer is proposed as `expected:` (see llmeval goldens)"
+        self.stash[RECORD] = self._record(outcome="error", reason=failure, **_answered(done),
+                                          attempts=done.attempts, rate_limited=done.rate_limited,
+                                          parsed=value)  # fmt: skip
+        self._propose("new", value, problem)
+        raise pytest.fail.Exception(f"{self.request.where}: {failure}", pytrace=False) from None
+
+    def _propose(self, kind: Kind, value: Any = None, problem: str | None = None) -> None:
+        """With --llm-update-goldens: this answer as its case's golden, for the controller."""
+        if run_of(self.config).settings.update_goldens is None:
+            return
+        self.stash[PROPOSAL] = Proposal(
+            path=str(self.suite.path),
+            file=relpath(self.config, self.suite.path),
+            line=self.case.line,
+            case=self.case.id,
+            kind=kind,
+            golden=self.case.golden,
+            value=value,
+            problem=problem,
+        )
+
+
+def _as_golden(suite: Suite, case: Case, text: str) -> tuple[Any, str | None]:
+    """The answer as a golden value, read as scoring reads it, or why it cannot be one."""
+    form = suite.response_format
+    if not form.json_mode and (not case.golden or isinstance(case.expected, str)):
+        if len(text) > MAX_ANSWER_CHARS:
+            return None, f"the answer is longer than {MAX_ANSWER_CHARS:,} characters"
+        return text.strip(), None  # a free-text suite's golden is the text
+    try:
+        value = structural.parse_answer(text)  # within the bounds on an answer
+    except structural.OverLimit as exc:
+        return None, f"the answer is past a bound: {exc}"
+    except structural.InvalidJSON as exc:
+        return None, f"the answer is not JSON: {exc}"
+    if form.json_mode and form.schema is None and not isinstance(value, dict):
+        return None, "the answer is not a JSON object, which `response_format: json` asks for"
+    return value, None
 
 
 def _answered(done: Completion) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pytest_llmeval.support.problems import ConfigError, Problem
 from pytest_llmeval.support.text import did_you_mean
@@ -26,39 +27,34 @@ MODEL_KEYS = frozenset(
         "timeout",
         "concurrency",
     }
-)
+) | frozenset({"provider", "azure_endpoint", "api_version", "price_model"})
 PRICE_KEYS = frozenset({"input_per_1k", "output_per_1k"})
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
-# US dollars per 1K tokens (input, output). The first four are the figures of the
-# gpt-3.5 fine-tuning comparison this tool grew from (OpenAI list prices, August
-# 2023); the rest are later list prices. Prices change: override per model with
-# `price = {input_per_1k = ..., output_per_1k = ...}`.
-PRICES: dict[str, tuple[float, float]] = {
+Provider = Literal["openai", "azure"]
+PROVIDERS: tuple[Provider, ...] = ("openai", "azure")
+AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
+
+# The figures of the gpt-3.5 fine-tuning comparison this tool grew from (OpenAI list prices,
+# August 2023, US dollars per 1K tokens in and out), kept only where genai-prices prices the
+# name otherwise today: it has the other two, gpt-4 and gpt-4-32k, at the same figures.
+# Asked for by `price_model = "2023:<name>"`, never by default: they are no longer the
+# prices a run pays.
+AUGUST_2023: dict[str, tuple[float, float]] = {
     "gpt-3.5-turbo": (0.0015, 0.002),
     "ft:gpt-3.5-turbo": (0.012, 0.016),
-    "gpt-4": (0.03, 0.06),
-    "gpt-4-32k": (0.06, 0.12),
-    "gpt-4-turbo": (0.01, 0.03),
-    # The gpt-4 turbo previews carry gpt-4-like names but turbo prices.
-    "gpt-4-1106-preview": (0.01, 0.03),
-    "gpt-4-0125-preview": (0.01, 0.03),
-    "gpt-4-turbo-preview": (0.01, 0.03),
-    "gpt-4o": (0.0025, 0.01),
-    "gpt-4o-mini": (0.00015, 0.0006),
-    "ft:gpt-4o-mini": (0.0003, 0.0012),
-    "ft:gpt-4o": (0.00375, 0.015),
-    "gpt-4.1": (0.002, 0.008),
-    "gpt-4.1-mini": (0.0004, 0.0016),
-    "gpt-4.1-nano": (0.0001, 0.0004),
-    "o1": (0.015, 0.06),
-    "o3-mini": (0.0011, 0.0044),
-    "o4-mini": (0.0011, 0.0044),
 }
-# Names that are OpenAI models even when the price table does not know them.
+AUGUST_2023_PREFIX = "2023"
+# Names that are OpenAI models (bare in --llm-models, with no entry in the table).
 OPENAI_PREFIXES = ("gpt-", "ft:", "o1", "o3", "o4", "chatgpt-")
-# A dated snapshot of a listed model ("gpt-4-0613", "gpt-4o-2024-08-06") costs the same.
-SNAPSHOT_SUFFIX = re.compile(r"^-\d")
+# `${NAME}` and `${NAME:-default}` in base_url and string params, as in a compose file;
+# `$${` is a literal `${`. A bare `$NAME` is left alone, so a `$` in a prompt-like param
+# needs no escape. A `${` that is neither is a problem (the group `name` is then None).
+ENV_REFERENCE = re.compile(
+    r"\$\$\{|\$\{(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\})?"
+)
+# The params key the SDK sends as HTTP headers rather than in the request body.
+HEADERS_PARAM = "extra_headers"
 
 
 @dataclass(frozen=True)
@@ -70,19 +66,55 @@ class Price:
         return (input_tokens * self.input_per_1k + output_tokens * self.output_per_1k) / 1000
 
 
+PriceKind = Literal["genai-prices", "pyproject", "august-2023", "none"]
+
+
+@dataclass(frozen=True)
+class PriceSource:
+    """Where a model's price came from: genai-prices (its version, and the provider and
+    model id it priced), the model's table in pyproject.toml, the August 2023 figures, or
+    nowhere (``provider`` and ``model`` set when genai-prices was asked and did not know)."""
+
+    kind: PriceKind
+    version: str = ""
+    provider: str = ""
+    model: str = ""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     model: str
-    base_url: str | None = None
+    # Neither this nor params in its repr: a value read from the environment (a password
+    # in the URL, a token in a header) may be in them.
+    base_url: str | None = field(default=None, repr=False)
     # None: the endpoint takes no key (a local server); otherwise the variable to read.
     api_key_env: str | None = DEFAULT_KEY_ENV
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict, repr=False)
     price: Price | None = None
     schema_style: SchemaStyle = "json_schema"
     timeout: float | None = None
     # This model's cap on requests in flight (a local server may serve one at a time).
     concurrency: int | None = None
+    provider: Provider = "openai"
+    # Azure: the resource's endpoint and the API version; the deployment is `model`.
+    azure_endpoint: str | None = None
+    api_version: str | None = None
+    # None where whoever built the spec did not say (a spec built in code).
+    price_source: PriceSource | None = None
+    # The params as written, `${NAME}` unexpanded: what a recording's key and the results
+    # file hold, so a token read from the environment is in neither and may change.
+    written_params: Mapping[str, Any] | None = None
+    # What `${NAME}` references read from the environment: taken out of all output, as keys.
+    from_env: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def identity_params(self) -> Mapping[str, Any]:
+        return self.params if self.written_params is None else self.written_params
+
+    def headers(self) -> dict[str, str]:
+        """``params.extra_headers``: sent as HTTP headers, as the SDK's own argument is."""
+        return dict(self.params.get(HEADERS_PARAM, {}))
 
     def api_key(self) -> str | None:
         """The key from the environment, or None when the endpoint needs none or it is unset."""
@@ -98,21 +130,79 @@ class ModelSpec:
         return None
 
 
-def price_for(model_id: str) -> Price | None:
-    key = model_id
-    if model_id.startswith("ft:"):
-        # ft:BASE:org:suffix:id — a fine-tune is priced by its base model.
-        key = "ft:" + model_id.split(":")[1]
-    if key in PRICES:
-        return Price(*PRICES[key])
-    listed = [p for p in PRICES if key.startswith(p) and SNAPSHOT_SUFFIX.match(key[len(p) :])]
-    if listed:
-        return Price(*PRICES[max(listed, key=len)])
-    return None
+def decide_price(
+    model: str,
+    *,
+    provider: Provider = "openai",
+    base_url: str | None = None,
+    price: Mapping[str, float] | None = None,
+    price_model: str | None = None,
+) -> tuple[Price | None, PriceSource]:
+    """A model's price and where it came from (README, Models): the table's `price`; else
+    its `price_model`; else genai-prices' price of the model at its provider, when the
+    endpoint is a provider's own (Azure's, OpenAI's when there is no base_url, or one that
+    genai-prices knows by its URL); else none: a model at any other endpoint is served by
+    someone genai-prices cannot know, however OpenAI-like its name."""
+    if price is not None:
+        given = Price(float(price["input_per_1k"]), float(price["output_per_1k"]))
+        return given, PriceSource("pyproject")
+    if price_model is not None:
+        return named_price(price_model)
+    if provider == "azure":
+        return library_price("azure", model)
+    if base_url is None:
+        return library_price("openai", model)
+    known = _library_provider_at(base_url)
+    if known is None:
+        return None, PriceSource("none")
+    return library_price(known, model)
+
+
+def named_price(ref: str) -> tuple[Price | None, PriceSource]:
+    """The price `price_model` names: "2023:<model>" from the August 2023 figures, else
+    "<provider>:<model>" from genai-prices."""
+    provider, _, model = ref.partition(":")
+    if provider == AUGUST_2023_PREFIX:
+        key = model
+        if model.startswith("ft:"):
+            # ft:BASE:org:suffix:id — a fine-tune is priced by its base model.
+            key = "ft:" + model.split(":")[1]
+        figures = AUGUST_2023.get(key)
+        found = Price(*figures) if figures is not None else None
+        return found, PriceSource("august-2023" if found else "none", model=key)
+    return library_price(provider, model)
+
+
+def library_price(provider: str, model: str) -> tuple[Price | None, PriceSource]:
+    """genai-prices' price per 1K tokens of ``model`` at ``provider`` today (a price tiered
+    by prompt length at its first tier), with the id it matched; none when it does not
+    know the model there."""
+    import genai_prices
+
+    try:
+        found = genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=1000, output_tokens=1000), model, provider_id=provider
+        )
+    except LookupError:
+        return None, PriceSource("none", genai_prices.__version__, provider, model)
+    price = Price(float(found.input_price), float(found.output_price))
+    return price, PriceSource("genai-prices", genai_prices.__version__, found.provider.id,
+                              found.model.id)  # fmt: skip
+
+
+def _library_provider_at(base_url: str) -> str | None:
+    """The genai-prices provider whose API is at ``base_url`` (api.openai.com, api.groq.com,
+    ...), if any."""
+    from genai_prices.data_snapshot import get_snapshot
+
+    try:
+        return get_snapshot().find_provider(None, None, base_url.strip()).id
+    except LookupError:
+        return None
 
 
 def is_openai_name(name: str) -> bool:
-    return name in PRICES or name.startswith(OPENAI_PREFIXES)
+    return name.startswith(OPENAI_PREFIXES)
 
 
 def load_model_table(pyproject: Path | None) -> dict[str, ModelSpec]:
@@ -184,9 +274,57 @@ def _entry_problems(name: str, entry: Any) -> list[str]:
         ),
     ]
     problems += [f"{where}: {text}" for failed, text in checks if failed]
+    params = entry.get("params", {})
+    headers = params.get(HEADERS_PARAM, {}) if isinstance(params, dict) else {}
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        problems.append(f'{where}: `params.{HEADERS_PARAM}` must be a table of strings, e.g. '
+                        '{Authorization = "Bearer ${TOKEN}"}')  # fmt: skip
+    problems += [f"{where} {text}" for text in _expand_entry(entry, os.environ).problems]
     if "price" in entry:
         problems += [f"{where}: {text}" for text in _price_problems(entry["price"])]
+    problems += [f"{where}: {text}" for text in _provider_problems(entry)]
     return problems
+
+
+def _provider_problems(entry: dict[str, Any]) -> list[str]:
+    """What is wrong with the keys that say who serves the model and who prices it."""
+    provider = entry.get("provider", "openai")
+    if not isinstance(provider, str) or provider not in PROVIDERS:
+        known = ", ".join(sorted(PROVIDERS))
+        hint = did_you_mean(provider, PROVIDERS) if isinstance(provider, str) else ""
+        return [f"unknown provider {provider!r}{hint}; known: {known}"]
+    problems = []
+    if provider == "azure":
+        endpoint, version = entry.get("azure_endpoint"), entry.get("api_version")
+        if not isinstance(endpoint, str) or not re.match(r"https?://[^/\s]+", endpoint.strip()):
+            problems.append('provider "azure" needs `azure_endpoint`, the resource\'s URL, '
+                            'e.g. "https://NAME.openai.azure.com"')  # fmt: skip
+        if not isinstance(version, str) or not version.strip():
+            problems.append('provider "azure" needs `api_version`, e.g. "2024-10-21"')
+        if "base_url" in entry:
+            problems.append('provider "azure" takes `azure_endpoint`, not `base_url`')
+    else:
+        problems += [f'`{key}` is for provider = "azure"'
+                     for key in ("azure_endpoint", "api_version") if key in entry]  # fmt: skip
+    if "price_model" in entry:
+        problems += _price_model_problems(entry["price_model"], given="price" in entry)
+    return problems
+
+
+def _price_model_problems(ref: Any, *, given: bool) -> list[str]:
+    if given:
+        return ["give `price` or `price_model`, not both"]
+    if not isinstance(ref, str) or not re.fullmatch(r"[^:\s]+:\S+", ref):
+        return ['`price_model` must be "PROVIDER:MODEL" as genai-prices names them, e.g. '
+                '"openai:gpt-4o", or "2023:MODEL" for the August 2023 figures']  # fmt: skip
+    price, source = named_price(ref)
+    if price is not None:
+        return []
+    if source.provider:
+        return [f"`price_model`: genai-prices {source.version} has no price for {ref!r}"]
+    known = ", ".join(sorted(AUGUST_2023))
+    return [f"`price_model`: the August 2023 figures are kept for {known} only (genai-prices "
+            'has gpt-4 and gpt-4-32k at theirs: "openai:gpt-4")']  # fmt: skip
 
 
 def _spec_from_entry(name: str, entry: dict[str, Any]) -> ModelSpec:
@@ -194,22 +332,105 @@ def _spec_from_entry(name: str, entry: dict[str, Any]) -> ModelSpec:
     model = entry.get("model", name)
     base_url = entry.get("base_url")
     timeout = entry.get("timeout")
-    # A custom endpoint (a local server) may take no key; OpenAI's always does.
-    key_env = entry.get("api_key_env", None if base_url else DEFAULT_KEY_ENV)
-    price = entry.get("price")
+    provider = entry.get("provider", "openai")
+    expanded = _expand_entry(entry, os.environ)
+    # A custom endpoint (a local server) may take no key; OpenAI's and Azure's always do.
+    key_env = entry.get("api_key_env", _default_key_env(provider, base_url))
+    price, price_source = decide_price(model, provider=provider, base_url=expanded.base_url,
+                                       price=entry.get("price"),
+                                       price_model=entry.get("price_model"))  # fmt: skip
     return ModelSpec(
         name=name,
         model=model,
-        base_url=base_url,
+        base_url=expanded.base_url,
         api_key_env=key_env,
-        params=entry.get("params", {}),
-        price=price_for(model)
-        if price is None
-        else Price(float(price["input_per_1k"]), float(price["output_per_1k"])),
+        params=expanded.params,
+        written_params=entry.get("params", {}),
+        from_env=tuple(sorted(expanded.secrets)),
+        price=price,
+        price_source=price_source,
+        provider=provider,
+        azure_endpoint=entry.get("azure_endpoint"),
+        api_version=entry.get("api_version"),
         schema_style=entry.get("schema_style", "json_schema"),
         timeout=float(timeout) if timeout is not None else None,
         concurrency=entry.get("concurrency"),
     )
+
+
+@dataclass
+class _Expansion:
+    """An entry's base_url and params with every `${NAME}` replaced from the environment."""
+
+    base_url: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    # Each variable's value as read: redacted wherever the run shows or stores text.
+    secrets: set[str] = field(default_factory=set)
+
+
+def _expand_entry(entry: dict[str, Any], environ: Mapping[str, str]) -> _Expansion:
+    """``base_url`` and the string values in ``params`` (at any depth), expanded; only those:
+    `api_key_env` names a variable itself, and the other keys are numbers and names."""
+    done = _Expansion()
+
+    def expand(value: Any, where: str) -> Any:
+        if isinstance(value, str):
+            return _expand(value, where, environ, done)
+        if isinstance(value, dict):
+            return {k: expand(v, f"{where}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    base_url = entry.get("base_url")
+    if isinstance(base_url, str):
+        # The endpoint is shown (without credentials) in errors and stored with each
+        # recording, so what is secret in a URL from the environment is only the parts
+        # never shown: user, password and query string.
+        shown = _Expansion()
+        done.base_url = _expand(base_url, "base_url", environ, shown)
+        done.problems += shown.problems
+        if shown.secrets:
+            try:
+                url = urlsplit(done.base_url)
+                parts = {url.username, url.password, url.query}
+            except ValueError:  # no URL the SDK could use either: hide the whole of it
+                parts = {done.base_url}
+            done.secrets |= {part for part in parts if part}
+    params = entry.get("params", {})
+    done.params = expand(params, "params") if isinstance(params, dict) else {}
+    return done
+
+
+def _expand(text: str, where: str, environ: Mapping[str, str], done: _Expansion) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name, default = match.group("name"), match.group("default")
+        if name is None:
+            done.problems.append(
+                f"{where}: `${{` must start a reference like ${{NAME}} or ${{NAME:-default}} "
+                "(write $${ for a literal ${)"
+            )
+            return match.group(0)
+        value = environ.get(name, "")
+        if value:
+            done.secrets.add(value)
+            return value
+        if default is not None:
+            return default
+        state = "is empty" if name in environ else "is not set"
+        done.problems.append(f"{where}: ${{{name}}} {state}")
+        return match.group(0)
+
+    return ENV_REFERENCE.sub(replace, text)
+
+
+def _default_key_env(provider: Provider, base_url: str | None) -> str | None:
+    if provider == "azure":
+        return AZURE_KEY_ENV
+    return None if base_url else DEFAULT_KEY_ENV
 
 
 def _price_problems(value: Any) -> list[str]:
@@ -228,7 +449,8 @@ def resolve_models(names: list[str], table: Mapping[str, ModelSpec]) -> list[Mod
         if name in table:
             specs.append(table[name])
         elif is_openai_name(name):
-            specs.append(ModelSpec(name=name, model=name, price=price_for(name)))
+            price, source = decide_price(name)
+            specs.append(ModelSpec(name=name, model=name, price=price, price_source=source))
         else:
             configured = ", ".join(sorted(table)) or "none"
             raise ConfigError(

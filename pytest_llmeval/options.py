@@ -89,6 +89,9 @@ OPTIONS = (
            "settings) to this JSON file"),
     Option("autosave", "bool", "save every run in --llm-results-dir, named by time and git "
            "commit", False),
+    Option("update_goldens", "str", "write the model's parsed answer as the `expected:` of "
+           "cases that have none (missing), or of those and every missed case (all); needs "
+           "exactly one model", None, ("missing", "all")),
     Option("results_dir", "str", "where runs are saved (autosave, and every run sent to "
            "LangSmith), relative to the rootdir", "llmeval-results"),
 )  # fmt: skip
@@ -173,6 +176,7 @@ class Settings:
     save: str | None
     autosave: bool
     results_dir: str
+    update_goldens: str | None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:

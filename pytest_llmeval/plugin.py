@@ -20,17 +20,19 @@ from pytest_llmeval.langsmith.publishing import Published, Publisher
 from pytest_llmeval.locations import relpath
 from pytest_llmeval.python_api import LLM
 from pytest_llmeval.report import html, junit, markdown
+from pytest_llmeval.report.goldens import GoldenReport
 from pytest_llmeval.report.progress import ProgressLine
 from pytest_llmeval.report.terminal import (
     write_engine_notes,
     write_lines,
     write_plan,
+    write_prices,
     write_summary,
 )
-from pytest_llmeval.results import baseline
+from pytest_llmeval.results import baseline, goldens
 from pytest_llmeval.results.records import Record
-from pytest_llmeval.results.saved_run import ResultsFileError
-from pytest_llmeval.run import RECORD, RUN, SHARE_DIR, Run, run_of
+from pytest_llmeval.results.saved_run import ResultsFileError, describe_models
+from pytest_llmeval.run import PROPOSAL, RECORD, RUN, SHARE_DIR, Run, run_of
 from pytest_llmeval.suite.model import is_suite_file
 from pytest_llmeval.support.problems import ConfigError
 
@@ -52,6 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"llmeval: {exc}") from None
     if not hasattr(config, "workerinput"):
         _load_baseline(config, settings)
+    _check_update_goldens(config, settings)
     reference = settings.reference_model
     if settings.swap_margin is not None and reference is None:
         raise pytest.UsageError("llmeval: --llm-swap-margin needs --llm-reference-model")
@@ -107,6 +110,26 @@ def _load_baseline(config: pytest.Config, settings: options.Settings) -> None:
     except ResultsFileError as exc:
         raise pytest.UsageError(f"llmeval: --llm-baseline: {exc}") from None
     run_of(config).baseline = (path, saved.records)
+
+
+def _check_update_goldens(config: pytest.Config, settings: options.Settings) -> None:
+    """--llm-update-goldens writes one model's answers, asked for in this run."""
+    if settings.update_goldens is None:
+        return
+    models = list(run_of(config).models)
+    if len(models) != 1:
+        raise pytest.UsageError(
+            "llmeval: --llm-update-goldens writes one model's answers as the goldens: pass "
+            f"--llm-models=ONE (this run has {len(models)}: {', '.join(models) or 'none'})"
+        )
+    if settings.record == "none":
+        raise pytest.UsageError(
+            "llmeval: --llm-update-goldens asks the model for the answers it writes, and "
+            "--llm-record=none forbids asking: drop it (the default, new, replays what is "
+            "recorded and asks the rest)"
+        )
+    if settings.dry_run:
+        raise pytest.UsageError("llmeval: --llm-dry-run asks nothing, so writes no golden")
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -217,6 +240,9 @@ def pytest_runtest_makereport(
     # model gave no answer, call otherwise. Reports cross to the xdist controller.
     if record is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
         report.llmeval = record.to_dict()  # type: ignore[attr-defined]
+        proposal = item.stash.get(PROPOSAL, None)
+        if proposal is not None:
+            report.llmeval_golden = proposal.to_dict()  # type: ignore[attr-defined]
         # On the item, so the teardown report, whose properties --junitxml writes, has them.
         item.user_properties.extend(junit.properties(record))
     return report
@@ -264,8 +290,13 @@ class ResultsCollector:
         self.published: Published | None = None
         self.markdown_problems: list[str] = []
         self.html_problem: str | None = None
+        self.proposals: list[goldens.Proposal] = []
+        self.goldens: goldens.Plan | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        proposal = getattr(report, "llmeval_golden", None)
+        if proposal is not None:
+            self.proposals.append(goldens.Proposal.from_dict(proposal))
         data = getattr(report, "llmeval", None)
         if data is not None:
             record = Record.from_dict(data)
@@ -285,7 +316,15 @@ class ResultsCollector:
         decision = run.decide()
         ran_nothing = self.config.option.collectonly or run.settings.dry_run
         failed = decision.failures or (ran_nothing and run.invalid)
-        if failed and session.exitstatus == pytest.ExitCode.OK:
+        mode = run.settings.update_goldens
+        if mode is not None and not self.config.option.collectonly:
+            if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+                self.goldens = goldens.Plan(withheld="the run was interrupted")
+            else:
+                self.goldens = goldens.write(goldens.choose(self.proposals, mode))
+        # Written goldens were checked by no one yet: the run says so by failing.
+        wrote = self.goldens is not None and self.goldens.written > 0
+        if (failed or wrote) and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.publisher is not None and run.records:
             saved = self.publisher.snapshot(
@@ -297,7 +336,7 @@ class ResultsCollector:
                 self.html_problem = html.write(where, page)
             self.published = self.publisher.finish(saved)
         if run.records and (run.settings.markdown or os.environ.get("GITHUB_STEP_SUMMARY")):
-            text = markdown.render(decision)
+            text = markdown.render(decision, describe_models(run.models.values()))
             target = run.settings.markdown
             path = None if target is None else self.config.invocation_params.dir / target
             self.markdown_problems = markdown.publish(text, path)
@@ -330,6 +369,7 @@ class ResultsCollector:
                           verbosity=self.config.get_verbosity(),
                           width=self.config.get_terminal_writer().fullwidth)  # fmt: skip
             write_engine_notes(terminalreporter, run.records, run.rate_limits(), run.cache.label)
+            write_prices(terminalreporter, describe_models(run.models.values()), list(run.models))
         if self.html_problem is not None:
             terminalreporter.write_line(f"llmeval: WARNING: HTML report not written: "
                                         f"{self.html_problem}", yellow=True, bold=True)  # fmt: skip
@@ -338,6 +378,10 @@ class ResultsCollector:
         for problem in self.markdown_problems:
             warning = f"llmeval: WARNING: Markdown summary not written: {problem}"
             terminalreporter.write_line(warning, yellow=True, bold=True)
+        if self.goldens is not None and run.settings.update_goldens is not None:
+            write_lines(
+                terminalreporter, GoldenReport(self.goldens, run.settings.update_goldens).lines()
+            )
         if self.published is not None:
             saved = self.published.saved
             where = None if saved is None else relpath(self.config, saved)

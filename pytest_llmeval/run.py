@@ -23,6 +23,7 @@ from pytest_llmeval.models import ModelSpec, load_model_table, resolve_models
 from pytest_llmeval.options import Settings
 from pytest_llmeval.report.progress import ProgressLine
 from pytest_llmeval.results.gate import Decision, decide
+from pytest_llmeval.results.goldens import Proposal
 from pytest_llmeval.results.records import Record
 from pytest_llmeval.support.problems import ConfigError
 
@@ -226,5 +227,6 @@ RUN = pytest.StashKey[Run]()
 # The result of one item, put there by the item (or the llmeval fixture) and moved onto
 # its test report, which is how it reaches the xdist controller.
 RECORD = pytest.StashKey[Record]()
+PROPOSAL = pytest.StashKey[Proposal]()  # the answer as a golden, with --llm-update-goldens
 # On the xdist controller: the directory where workers share the run's requests.
 SHARE_DIR = pytest.StashKey[Path]()

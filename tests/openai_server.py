@@ -13,6 +13,9 @@ Endpoints:
 
 * ``POST /v1/chat/completions``: answered from the model's script (see :meth:`OpenAIServer.on`).
   ``"stream": true`` requests get the same answer as server-sent events.
+* ``POST /openai/deployments/{deployment}/chat/completions?api-version=...``: Azure OpenAI's
+  shape, answered from the deployment's script (:attr:`OpenAIServer.azure_endpoint` is the
+  endpoint to configure); without ``api-version``, Azure's 404.
 * ``GET /v1/models`` and ``GET /v1/models/{id}``: the scripted model ids.
 * anything else: 404 with OpenAI's error shape.
 
@@ -41,6 +44,7 @@ Standard library only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
 import hashlib
 import json
@@ -61,7 +65,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal, TypeAlias
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = [
     "FAULT_KINDS",
@@ -81,6 +85,7 @@ __all__ = [
 
 CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
+AZURE_CHAT_PATH = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/chat/completions")
 
 # How long stop() waits, in total, for handler threads that are still running user code.
 _STOP_JOIN_SECONDS = 1.0
@@ -142,6 +147,8 @@ class Request:
     """Header names lower-cased; repeated headers joined with ``", "``."""
     method: str = "POST"
     raw_body: bytes = b""
+    query: str = ""
+    """The URL's query string, as sent (``api-version=2024-10-21``)."""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -393,8 +400,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             except ValueError:
                 body = None
         model = body.get("model") if isinstance(body, dict) else None
+        url = urlsplit(self.path)
         request = Request(
-            path=urlsplit(self.path).path,
+            path=url.path,
+            query=url.query,
             model=model if isinstance(model, str) else None,
             body=body if isinstance(body, dict) else {},
             headers=headers,
@@ -590,6 +599,11 @@ class OpenAIServer:
         """Base URL for the SDK, ``http://127.0.0.1:PORT/v1``."""
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def azure_endpoint(self) -> str:
+        """The Azure OpenAI endpoint it also is, ``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
     # -- scripting -------------------------------------------------------------------------
 
     def on(self, model: str, reply: Script) -> None:
@@ -652,8 +666,7 @@ class OpenAIServer:
             return sum(
                 1
                 for r in self._requests
-                if _normal_path(r.path) == CHAT_COMPLETIONS_PATH
-                and (model is None or r.model == model)
+                if _is_chat(r.path) and (model is None or r.model == model)
             )
 
     def in_flight(self, model: str | None = None) -> int:
@@ -686,6 +699,14 @@ class OpenAIServer:
         path = _normal_path(request.path)
         if path == CHAT_COMPLETIONS_PATH and request.method == "POST":
             return self._chat_completion(request, body_is_object=body_is_object, stopping=stopping)
+        azure = AZURE_CHAT_PATH.fullmatch(path)
+        if azure is not None and request.method == "POST":
+            if "api-version" not in parse_qs(request.query):
+                return _error_response(404, "Resource not found", code="404")
+            # Azure answers from the deployment the path names, whatever the body's model.
+            as_deployed = dataclasses.replace(request, model=unquote(azure["deployment"]))
+            return self._chat_completion(as_deployed, body_is_object=body_is_object,
+                                         stopping=stopping)  # fmt: skip
         if path == MODELS_PATH and request.method == "GET":
             return _json_response(
                 200, {"object": "list", "data": [_model_object(m) for m in self._model_ids()]}
@@ -770,6 +791,11 @@ def _client_gone(conn: socket.socket) -> bool:
 
 def _normal_path(path: str) -> str:
     return path.rstrip("/") or "/"
+
+
+def _is_chat(path: str) -> bool:
+    normal = _normal_path(path)
+    return normal == CHAT_COMPLETIONS_PATH or AZURE_CHAT_PATH.fullmatch(normal) is not None
 
 
 def _model_object(model_id: str) -> dict[str, Any]:

@@ -52,3 +52,11 @@ def test_the_soak_benchmark_accounts_for_every_item_under_faults() -> None:
     assert "FAIL" not in out
     # Five checks for each of the four runs, three for each mode (one process, xdist).
     assert sum(line.startswith("PASS  ") for line in out.splitlines()) == 26, out
+
+
+def test_the_signals_benchmark_keeps_what_finished_on_each_signal() -> None:
+    out = quick("signals.py")
+    assert "FAIL" not in out
+    # Two clean references, then exit status and results file for each of two signals.
+    assert sum(line.startswith("PASS  ") for line in out.splitlines()) == 6, out
+    assert out.count("skip") == 2, out  # the exit times, judged at full size only

@@ -17,7 +17,7 @@ prompt:
   system: 'Answer as JSON like {"product": "..."}'
   user: "Review: {review} ({{review}} stays literal)"
 threshold: 0.8
-response_format: {type: object, properties: {product: {type: string}}}
+response_format: {type: [object, array], properties: {product: {type: string}}}
 cases:
   - id: chair
     inputs: {review: Nice chair.}
@@ -48,7 +48,7 @@ def test_a_valid_suite_loads_with_lines_templates_and_options(tmp_path: Path) ->
     assert suite.name == "reviews"
     assert suite.threshold == 0.8
     assert suite.response_format.schema == {
-        "type": "object",
+        "type": ["object", "array"],
         "properties": {"product": {"type": "string"}},
     }
     chair, own = suite.cases
@@ -78,7 +78,7 @@ cases:
     [
         (
             CASE_HEAD + "  - inputs: {review: x}\n    expected: {}\n",
-            "s.llmeval.yaml:4: case has no `id:`",
+            "s.llmeval.yaml:4: missing `id:` in a case",
         ),
         (
             CASE_HEAD + "  - {id: a, inputs: {review: x}, expected: {n: 1}}\n"
@@ -116,7 +116,7 @@ cases:
         ),
         (
             CASE_HEAD + "  - {id: 'a b', inputs: {review: x}, expected: 1}\n",
-            "s.llmeval.yaml:4: case id must match",
+            "s.llmeval.yaml:4: case 'a b': `id` must match ^[A-Za-z0-9_.-]+$, not 'a b'",
         ),
         (
             CASE_HEAD.replace("cases:", "threshold: 1.5\ncases:")
@@ -126,7 +126,7 @@ cases:
         (
             CASE_HEAD.replace("cases:", "scoring: {method: semantic}\ncases:")
             + "  - {id: a, inputs: {review: x}, expected: 1}\n",
-            "s.llmeval.yaml:3: unknown scoring method 'semantic'; available: fields, judge, structural",
+            "s.llmeval.yaml:3: `scoring.method` must be one of fields, judge, structural, not 'semantic'",
         ),
         (CASE_HEAD + "  []\n", "s.llmeval.yaml:4: `cases` must be a non-empty list"),
         (
@@ -144,7 +144,7 @@ cases:
         ),
         (
             CASE_HEAD + "  - id: a\n    messages: [{role: robot, content: hi}]\n    expected: 1\n",
-            "s.llmeval.yaml:5: case 'a': message role must be one of",
+            "s.llmeval.yaml:5: case 'a': `messages[0].role` must be one of assistant, developer, system, user, not 'robot'",
         ),
     ],
     ids=[
@@ -190,13 +190,13 @@ def test_cases_from_borrows_another_suites_prompt_and_cases(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("suite: j\ncases_from: base.llmeval.yaml\ncases: []\n",
+        ("suite: j\ncases_from: base.llmeval.yaml\ncases: [{id: a, expected: 1}]\n",
          "s.llmeval.yaml:3: `cases:` comes from `cases_from`; give it there"),
         ("suite: j\ncases_from: nowhere.llmeval.yaml\n",
          "s.llmeval.yaml:2: `cases_from: nowhere.llmeval.yaml` is not a valid suite: "
          "nowhere.llmeval.yaml: cannot read: *"),
         ("suite: j\ncases_from: base.txt\n",
-         "s.llmeval.yaml:2: `cases_from` must name a *.llmeval.yaml file"),
+         "s.llmeval.yaml:2: `cases_from` must be the [*].llmeval.yaml file whose prompt, response format and cases this suite scores, not 'base.txt'"),
         ("suite: j\ncases_from: s.llmeval.yaml\n",
          "s.llmeval.yaml:2: `cases_from: s.llmeval.yaml` leads back to this file"),
         ("suite: j\ncases_from: loop.llmeval.yaml\n",

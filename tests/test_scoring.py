@@ -5,9 +5,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import genai_prices
 import pytest
 
-from pytest_llmeval.models import Price, load_model_table, price_for, resolve_models
+from pytest_llmeval.models import (
+    Price,
+    PriceSource,
+    decide_price,
+    load_model_table,
+    resolve_models,
+)
 from pytest_llmeval.results.records import Record, summarize
 from pytest_llmeval.results.stats import percentile, wilson
 from pytest_llmeval.scoring.structural import score
@@ -133,24 +140,57 @@ def test_summary_counts_an_error_as_not_passed_and_unknown_cost_is_not_summed() 
 
 
 @pytest.mark.parametrize(
-    ("model", "price"),
+    ("model", "price", "matched"),
     [
-        ("gpt-4", Price(0.03, 0.06)),
-        ("gpt-4-0613", Price(0.03, 0.06)),
-        ("gpt-4-32k", Price(0.06, 0.12)),
-        ("gpt-4-32k-0613", Price(0.06, 0.12)),
-        ("gpt-3.5-turbo", Price(0.0015, 0.002)),
-        ("ft:gpt-3.5-turbo:acme::x", Price(0.012, 0.016)),
-        ("ft:gpt-3.5-turbo-0613:acme::x", Price(0.012, 0.016)),
-        ("gpt-4o-mini-2024-07-18", Price(0.00015, 0.0006)),
-        ("gpt-4.5-preview", None),  # not a snapshot of gpt-4: unknown, never guessed
-        ("llama-3", None),
+        ("gpt-4", Price(0.03, 0.06), "gpt-4"),
+        ("gpt-4-0613", Price(0.03, 0.06), "gpt-4"),  # a dated snapshot, priced as its model
+        ("gpt-4-32k", Price(0.06, 0.12), "gpt-4-32k"),
+        ("gpt-4o-mini-2024-07-18", Price(0.00015, 0.0006), "gpt-4o-mini"),
+        ("gpt-4-1106-preview", Price(0.01, 0.03), "gpt-4-turbo"),
+        ("gpt-9", None, "gpt-9"),  # unknown to genai-prices: unpriced, never guessed
+        ("llama-3", None, "llama-3"),
     ],
 )
-def test_price_table_knows_the_common_models_and_their_snapshots(
-    model: str, price: Price | None
+def test_an_openai_model_is_priced_by_genai_prices(
+    model: str, price: Price | None, matched: str
 ) -> None:
-    assert price_for(model) == price
+    found, source = decide_price(model)
+    assert found == (None if price is None else pytest.approx(price))
+    assert (source.kind, source.provider, source.model) == (
+        "genai-prices" if price else "none",
+        "openai",
+        matched,
+    )
+    assert source.version == genai_prices.__version__
+
+
+@pytest.mark.parametrize(
+    ("price_model", "price"),
+    [
+        # The August 2023 figures genai-prices no longer has (it prices these lower today).
+        ("2023:gpt-3.5-turbo", Price(0.0015, 0.002)),
+        ("2023:ft:gpt-3.5-turbo:acme::x", Price(0.012, 0.016)),
+        ("2023:ft:gpt-3.5-turbo-0613:acme::x", None),  # the table holds no snapshots
+        ("2023:gpt-4", None),  # genai-prices has it at the same figures: not kept
+    ],
+)
+def test_the_august_2023_figures_are_asked_for_by_name(
+    price_model: str, price: Price | None
+) -> None:
+    found, source = decide_price("anything", base_url="http://127.0.0.1:1/v1",
+                                 price_model=price_model)  # fmt: skip
+    assert found == price
+    assert source.kind == ("august-2023" if price else "none")
+
+
+def test_an_own_endpoint_is_unpriced_however_openai_like_the_name() -> None:
+    assert decide_price("gpt-4o", base_url="http://127.0.0.1:8080/v1") == (
+        None,
+        PriceSource("none"),
+    )
+    # A provider's own API, known to genai-prices by its URL, is priced as that provider's.
+    price, source = decide_price("gpt-4o", base_url="https://api.openai.com/v1")
+    assert (price, source.provider) == (pytest.approx(Price(0.0025, 0.01)), "openai")
 
 
 def test_a_price_costs_per_thousand_tokens() -> None:
@@ -176,7 +216,11 @@ def test_model_table_reads_the_public_keys_and_overrides_the_price(tmp_path: Pat
     assert table["hosted"].api_key_env == "HOSTED_KEY"
     bare = resolve_models(["local-gemma", "ft:gpt-3.5-turbo:acme::x"], table)
     assert bare[1].model == "ft:gpt-3.5-turbo:acme::x"
-    assert bare[1].price == Price(0.012, 0.016)
+    assert bare[1].price_source is not None
+    assert (bare[1].price_source.kind, bare[1].price_source.model) == (
+        "genai-prices",
+        "ft:gpt-3.5-turbo-",
+    )
 
 
 @pytest.mark.parametrize(
@@ -187,6 +231,21 @@ def test_model_table_reads_the_public_keys_and_overrides_the_price(tmp_path: Pat
         ("[tool.llmeval.models.m]\nschema_style = 'xml'\n", "`schema_style` must be"),
         ("[tool.llmeval.models.m]\nparams = 3\n", "`params` must be a table"),
         ("[tool.llmeval.models.m\n", "pyproject.toml"),
+        ("[tool.llmeval.models.m]\nprovider = 'azur'\n",
+         "[tool.llmeval.models.m]: unknown provider 'azur' (did you mean 'azure'?); known: azure, openai"),
+        ("[tool.llmeval.models.m]\nprovider = 'azure'\n", 'provider "azure" needs `azure_endpoint`'),
+        ("[tool.llmeval.models.m]\nprovider = 'azure'\nazure_endpoint = 'https://r.openai.azure.com'\n",
+         'provider "azure" needs `api_version`'),
+        ("[tool.llmeval.models.m]\nprovider = 'azure'\nazure_endpoint = 'https://r.openai.azure.com'\n"
+         "api_version = 'v'\nbase_url = 'http://x'\n", "takes `azure_endpoint`, not `base_url`"),
+        ("[tool.llmeval.models.m]\napi_version = 'v'\n", '`api_version` is for provider = "azure"'),
+        ("[tool.llmeval.models.m]\nprice_model = 'gpt-4o'\n", '`price_model` must be "PROVIDER:MODEL"'),
+        ("[tool.llmeval.models.m]\nprice_model = 'openai:gpt-9'\n",
+         f"`price_model`: genai-prices {genai_prices.__version__} has no price for 'openai:gpt-9'"),
+        ("[tool.llmeval.models.m]\nprice_model = '2023:gpt-4'\n",
+         "the August 2023 figures are kept for ft:gpt-3.5-turbo, gpt-3.5-turbo only"),
+        ("[tool.llmeval.models.m]\nprice_model = 'openai:gpt-4o'\n"
+         "price = {input_per_1k = 1, output_per_1k = 1}\n", "give `price` or `price_model`, not both"),
     ],
 )  # fmt: skip
 def test_model_table_errors_name_the_table_and_the_key(

@@ -384,12 +384,12 @@ BROKEN = {
     "deep": (broken(RATING, '"star_rating": ' + "[" * 1000 + "]" * 1000),
              f"9: nested deeper than {load.MAX_DEPTH} levels"),
     "method-list": (broken("method: structural", "method: [structural]"),
-                    "5: unknown scoring method ['structural']; available: fields, judge, structural"),
+                    "5: `scoring.method` must be one of fields, judge, structural, not ['structural']"),
     "role-list": (
         broken('prompt:\n  system: Extract product, star_rating, specific_likes, '
                'specific_dislikes as JSON.\n  user: "{review}"',
                'messages:\n  - {role: [user], content: "{review}"}'),
-        "3: message role must be one of ['assistant', 'developer', 'system', 'user'], not ['user']",
+        "3: `messages[0].role` must be one of assistant, developer, system, user, not ['user']",
     ),
     "alias-bomb": (
         broken("cases:", BOMB + "\ncases:"),

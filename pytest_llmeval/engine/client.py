@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pytest_llmeval.models import ModelSpec
+from pytest_llmeval.models import HEADERS_PARAM, ModelSpec
 from pytest_llmeval.suite.model import Message, ResponseFormat
 
 if TYPE_CHECKING:  # the SDK takes 0.4 s to import: a run that only replays never loads it
@@ -117,8 +117,14 @@ class LLMRequest:
     expected_chars: int = 0
 
     def body(self) -> dict[str, Any]:
-        """Everything sent besides model and messages (the SDK's extra_body)."""
-        body: dict[str, Any] = {**self.model.params, **self.params}
+        """Everything sent besides model and messages (the SDK's extra_body); the model's
+        ``extra_headers`` go as headers (its clients' default headers), not here."""
+        body = self._body(self.model.params)
+        body.pop(HEADERS_PARAM, None)
+        return body
+
+    def _body(self, model_params: Mapping[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {**model_params, **self.params}
         shape = _wire_format(self.response_format, self.model)
         if shape is not None:
             body["response_format"] = shape
@@ -131,11 +137,22 @@ class LLMRequest:
             "endpoint": endpoint_url(self.model),
             "model": self.model.model,
             "messages": [[m.role, m.content] for m in self.messages],
-            "body": self.body(),
+            # The params as written: a `${TOKEN}` read from the environment is not in it.
+            "body": self._body(self.model.identity_params),
             "repeat": self.repeat,
+            **_provider_identity(self.model),
         }
         text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _provider_identity(model: ModelSpec) -> dict[str, str]:
+    """What besides endpoint and model names an answer's source: an Azure deployment's API
+    version (its endpoint URL holds the deployment). Nothing for OpenAI's protocol, so the
+    digests of recordings made before providers existed stay as they were."""
+    if model.provider == "azure":
+        return {"provider": "azure", "api_version": (model.api_version or "").strip()}
+    return {}
 
 
 @dataclass
@@ -181,12 +198,19 @@ def async_client(
         deadline=seconds,
         event_hooks={"request": [_on_request], "response": [_on_response, on_response]},
     )
+    if model.provider == "azure":
+        endpoint, version, key = _azure(model)
+        return openai.AsyncAzureOpenAI(azure_endpoint=endpoint, api_version=version, api_key=key,
+                                       timeout=seconds, max_retries=max_retries,
+                                       http_client=http,
+                                       default_headers=model.headers() or None)  # fmt: skip
     return openai.AsyncOpenAI(
         api_key=model.api_key() or NO_KEY,
         base_url=model.base_url,
         timeout=seconds,
         max_retries=0,
         http_client=http,
+        default_headers=model.headers() or None,
     )
 
 
@@ -196,13 +220,30 @@ def sync_client(model: ModelSpec, *, timeout: float, max_retries: int) -> openai
     import openai
 
     seconds = model.timeout or timeout
+    http = _deadline_clients().synchronous(deadline=seconds)
+    if model.provider == "azure":
+        endpoint, version, key = _azure(model)
+        return openai.AzureOpenAI(azure_endpoint=endpoint, api_version=version, api_key=key,
+                                  timeout=seconds, max_retries=max_retries,
+                                  http_client=http,
+                                  default_headers=model.headers() or None)  # fmt: skip
     return openai.OpenAI(
         api_key=model.api_key() or NO_KEY,
         base_url=model.base_url,
         timeout=seconds,
         max_retries=max_retries,
-        http_client=_deadline_clients().synchronous(deadline=seconds),
+        http_client=http,
+        default_headers=model.headers() or None,
     )
+
+
+def _azure(model: ModelSpec) -> tuple[str, str, str]:
+    """The SDK's Azure client's own arguments (endpoint, API version, key): it sends the
+    deployment (the request's model) in the path, the version in the query and the key as
+    ``api-key``. The key is always given: left out, the SDK would read AZURE_OPENAI_API_KEY
+    (or an AD token) whatever api_key_env says."""
+    endpoint, version = (model.azure_endpoint or "").strip(), (model.api_version or "").strip()
+    return endpoint, version, model.api_key() or NO_KEY
 
 
 @dataclass(frozen=True)
@@ -479,7 +520,11 @@ def _wire_format(response_format: ResponseFormat, model: ModelSpec) -> dict[str,
 
 
 def endpoint_url(model: ModelSpec) -> str:
-    """The URL the SDK sends to, without credentials."""
+    """The URL the SDK sends to, without credentials (an Azure deployment's, up to its
+    operation: the API version is the query, which no shown URL keeps)."""
+    if model.provider == "azure":
+        endpoint = without_credentials(model.azure_endpoint or "")
+        return f"{endpoint}/openai/deployments/{model.model}"
     return without_credentials(model.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL)
 
 
@@ -493,7 +538,9 @@ def without_credentials(raw: str) -> str:
 
 
 def _endpoint(model: ModelSpec) -> str:
-    if model.base_url is None:
+    if model.base_url is None and model.provider == "openai":
+        if os.environ.get("OPENAI_BASE_URL"):  # the SDK's own variable: say where it went
+            return f"{model.name} ({endpoint_url(model)}, from OPENAI_BASE_URL)"
         return f"{model.name} (OpenAI)"
     return f"{model.name} ({endpoint_url(model)})"
 
@@ -513,14 +560,18 @@ SECRET_MIN = 8
 
 
 def redact(text: str, *models: ModelSpec) -> str:
-    """Remove the models' API keys from text that may be shown or stored: each as a whole
-    token (not inside a longer one), and only a value long enough to be a key."""
+    """Remove the models' API keys, and what their ``${NAME}`` references read from the
+    environment, from text that may be shown or stored: each as a whole token (not inside
+    a longer one), and only a value long enough to be a key."""
     for model in models:
         key = model.api_key()
-        if not key or not text:
+        if not (key or model.from_env) or not text:
             continue
-        # The raw variable too: a key with stray whitespace may be echoed as it was set.
-        for secret in {key, os.environ.get(model.api_key_env or "", ""), repr(key)[1:-1]}:
+        secrets = set(model.from_env)
+        if key:
+            # The raw variable too: a key with stray whitespace may be echoed as it was set.
+            secrets |= {key, os.environ.get(model.api_key_env or "", ""), repr(key)[1:-1]}
+        for secret in secrets:
             secret = secret.strip()
             if len(secret) >= SECRET_MIN and secret in text:
                 text = _token(secret).sub("***", text)

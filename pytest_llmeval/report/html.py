@@ -25,6 +25,7 @@ from pytest_llmeval.report.view import (
     gate_lines,
     paired_table,
     pct,
+    price_text,
     repeat_table,
     suite_table,
     threshold_heading,
@@ -169,16 +170,14 @@ def _baseline(changes: Sequence[Change]) -> str:
 
 
 def _models(models: dict[str, dict[str, Any]]) -> str:
-    """What each name stood for: the model id, the server (its host only), parameters, price."""
+    """What each name stood for: the model id, the server (its host only), parameters, price
+    and where it came from."""
     rows = []
     for name, spec in models.items():
         endpoint = urlsplit(spec.get("endpoint") or "")
-        price = spec.get("price")
         rows.append((
             name, str(spec.get("model", "")), endpoint.netloc + endpoint.path or "-",
-            json.dumps(spec.get("params") or {}, ensure_ascii=False),
-            "-" if not price else f"${price['input_per_1k']:g} in, "
-            f"${price['output_per_1k']:g} out per 1k tokens",
+            json.dumps(spec.get("params") or {}, ensure_ascii=False), price_text(spec),
         ))  # fmt: skip
     return (
         "<section id='models'><h2>Models</h2>"

@@ -5,14 +5,16 @@ baseline, and the first misses."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from pytest_llmeval.report.view import (
     gate_lines,
     paired_heading,
     paired_table,
     pct,
+    price_lines,
     suite_table,
     threshold_heading,
 )
@@ -21,7 +23,8 @@ from pytest_llmeval.results.gate import Decision
 MISSES_SHOWN = 10
 
 
-def render(decision: Decision) -> str:
+def render(decision: Decision, models: Mapping[str, Any] | None = None) -> str:
+    """``models``: what the results file says of each model, for where prices came from."""
     lines = ["## pytest-llmeval", ""]
     lines += [f"**Gate: {decision.state}**", ""]
     lines += [f"- {_cell(line.text)}" for line in gate_lines(decision)]
@@ -48,6 +51,9 @@ def render(decision: Decision) -> str:
             diff = "; ".join(record.diff[:3]) + (" …" if len(record.diff) > 3 else "")
             said = "; ".join(part for part in (record.reason, diff) if part)
             lines.append(f"- `{record.case}` [{record.model}] {record.location}: {_cell(said)}")
+    prices = price_lines(models or {}, list(dict.fromkeys(s.model for s in decision.summaries)))
+    if prices:
+        lines += ["", "### Prices", ""] + [f"- {_cell(line)}" for line in prices]
     return "\n".join(lines) + "\n"
 
 

@@ -195,6 +195,12 @@ def write_gate(tw: Writer, lines: Iterable[GateLine]) -> None:
         tw.write_line(line.line, **GATE_MARKUP[line.kind])
 
 
+def write_prices(tw: Writer, models: Mapping[str, object], names: Sequence[str]) -> None:
+    """Each model's price and where it came from (``models`` as the results file has them)."""
+    for line in view.price_lines(models, names):
+        tw.write_line(f"llmeval {line}")
+
+
 def write_lines(tw: Writer, lines: Iterable[tuple[str, bool]]) -> None:
     """Lines each marked as a warning or not (where a run's results went)."""
     for line, warning in lines:

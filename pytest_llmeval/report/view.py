@@ -6,9 +6,9 @@ figure or a verdict itself."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pytest_llmeval.results.baseline import Change
 from pytest_llmeval.results.comparison import SIGNIFICANCE, Comparison
@@ -57,6 +57,43 @@ def threshold_heading(decision: Decision, rows: Sequence[Summary]) -> str:
 
 def dollars(value: float | None) -> str:
     return f"${value:.4f}" if value is not None else "unknown"
+
+
+def price_text(described: Mapping[str, Any]) -> str:
+    """A model's price and where it came from, from what the results file says of the model
+    (``describe_models``; a file may be old or edited, so nothing in it is taken as given):
+    "genai-prices 0.2.3 (openai gpt-4o-mini): $0.00015 in, $0.0006 out per 1K tokens"."""
+    source = described.get("price_source")
+    source = source if isinstance(source, Mapping) else {}
+    kind, version = source.get("kind"), source.get("version") or "?"
+    provider, model = source.get("provider") or "", source.get("model") or ""
+    if kind == "genai-prices":
+        said = f"genai-prices {version} ({provider} {model})"
+    elif kind == "pyproject":
+        said = "pyproject.toml"
+    elif kind == "august-2023":
+        said = f"OpenAI list price of August 2023 ({model})"
+    elif kind == "none" and provider:
+        said = f"none (genai-prices {version} does not know {provider} {model}; tokens only)"
+    elif kind == "none":
+        said = "none (local model, tokens only)"
+    else:
+        said = "source not recorded"
+    price = described.get("price")
+    if isinstance(price, Mapping) and all(
+        isinstance(price.get(k), int | float) for k in ("input_per_1k", "output_per_1k")
+    ):
+        said += f": ${price['input_per_1k']:g} in, ${price['output_per_1k']:g} out per 1K tokens"
+    return said
+
+
+def price_lines(models: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    """One line per model run (in ``names``' order) saying what its price is and whence."""
+    return [
+        f"price of {name}: {price_text(models[name])}"
+        for name in names
+        if isinstance(models.get(name), Mapping)
+    ]
 
 
 def seconds(value: float | None) -> str:

@@ -8,7 +8,8 @@ Format ``pytest-llmeval/results``, version 1::
      "settings": {"models", "threshold", "confidence", "repeat", "repeat_gate",
                   "reference_model", "record", "judge_model", "langsmith_dataset",
                   "langsmith_experiment_prefix"},
-     "models": {name: {"model", "endpoint", "params", "price"}},
+     "models": {name: {"model", "endpoint", "provider", "api_version", "params", "price",
+                       "price_source": {"kind", "version", "provider", "model"}}},
      "records": [one per case and model: see results.Record],
      "langsmith": {"sent": [ids of the runs and feedback LangSmith has taken]}}
 
@@ -110,11 +111,23 @@ def describe_models(specs: Iterable[ModelSpec]) -> dict[str, dict[str, Any]]:
         spec.name: {
             "model": spec.model,
             "endpoint": endpoint_url(spec),
-            "params": _without_secrets(spec.params),
+            # As written: a value read from the environment stays `${NAME}` here.
+            "params": _without_secrets(spec.identity_params),
             "price": asdict(spec.price) if spec.price is not None else None,
+            **_provider_and_price_source(spec),
         }
         for spec in specs
     }
+
+
+def _provider_and_price_source(spec: ModelSpec) -> dict[str, Any]:
+    """Who serves the model (with Azure's API version) and where its price came from."""
+    described: dict[str, Any] = {"provider": spec.provider}
+    if spec.provider == "azure":
+        described["api_version"] = spec.api_version
+    source = spec.price_source
+    described["price_source"] = asdict(source) if source is not None else None
+    return described
 
 
 def _without_secrets(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -89,18 +89,21 @@ def _fenced(text: str) -> str | None:
 
 def _loads(text: str, start: int | None = None) -> Any:
     """json.loads (or, from ``start``, the first value there), once the value json would
-    read is scanned for depth and number length. NaN and infinities are not JSON."""
+    read is scanned for depth and number length; then held to the other bounds (its
+    lists, its values). NaN and infinities are not JSON."""
     at = len(text) - len(text.lstrip()) if start is None else start
     over = _scan(text, at)
     if over is not None:
         raise OverLimit(over)
     decoder = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite)
     try:
-        if start is None:
-            return decoder.decode(text)
-        return decoder.raw_decode(text, start)[0]
+        value = decoder.decode(text) if start is None else decoder.raw_decode(text, start)[0]
     except _NotFinite as exc:
         raise OverLimit(str(exc)) from None
+    over = over_limit(value)
+    if over is not None:
+        raise OverLimit(over)
+    return value
 
 
 def _scan(text: str, start: int) -> str | None:
@@ -142,9 +145,6 @@ def score(expected: Any, text: str, options: Scoring) -> Verdict:
     """Score the raw answer ``text`` against ``expected`` under the suite's options."""
     try:
         answer = parse_answer(text)
-        over = over_limit(answer)
-        if over is not None:
-            raise OverLimit(over)
     except InvalidJSON as exc:
         return _unscored(expected, options, str(exc), f"raw answer: {elide_middle(text, SHOWN)}")
     return score_value(expected, answer, options)

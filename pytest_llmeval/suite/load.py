@@ -9,7 +9,9 @@ loading it gives a Suite or a CaseFileError whose every problem has its line, ne
 another exception, so one bad file is one error item and the other suites still run.
 The file is read in stages, each bounding what the next one may meet: its characters,
 then its events (nesting, aliases), then its nodes (each scalar built alone, numbers
-bounded and finite), then the values, then the suite's own rules.
+bounded and finite), then the values, then their shape (suite.schema.json, the one
+description of the format, also what editors check against), then the suite's own rules
+(templates, ids, `cases_from`, each `expected` against the suite's own JSON schema).
 """
 
 from __future__ import annotations
@@ -21,53 +23,27 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
-from pytest_llmeval.suite.model import (
-    Case,
-    Message,
-    ResponseFormat,
-    Suite,
-    is_suite_file,
-    template_variables,
-)
-from pytest_llmeval.suite.rules import FIELD_METHODS, FieldRule, JudgeConfig, Scoring
+from pytest_llmeval.suite.model import Case, Message, ResponseFormat, Suite, template_variables
+from pytest_llmeval.suite.rules import FieldRule, JudgeConfig, Scoring
 from pytest_llmeval.support.bounds import over_limit
 from pytest_llmeval.support.problems import ConfigError, Problem
-from pytest_llmeval.support.text import did_you_mean, shorten
-
-SUITE_KEYS = frozenset(
-    {
-        "suite",
-        "description",
-        "prompt",
-        "messages",
-        "response_format",
-        "scoring",
-        "threshold",
-        "cases",
-        "cases_from",
-    }
+from pytest_llmeval.support.schema import (
+    SchemaPath,
+    load_schema,
+    node_at,
+    schema_problems,
+    validator,
 )
-CASE_KEYS = frozenset({"id", "inputs", "messages", "expected", "tags", "notes"})
-PROMPT_KEYS = frozenset({"system", "user"})
-MESSAGE_KEYS = frozenset({"role", "content"})
-ROLES = frozenset({"system", "user", "assistant", "developer"})
-SCORING_KEYS = frozenset(
-    {
-        "method",
-        "ignore_order",
-        "ignore_string_case",
-        "numeric_tolerance",
-        "exclude_paths",
-        "fields",
-        "judge",
-    }
-)
-SCORING_METHODS = frozenset({"structural", "judge", "fields"})
-FIELD_RULE_KEYS = frozenset({"method", "tolerance", "threshold"})
-JUDGE_KEYS = frozenset({"model", "criteria", "prompt", "messages", "only_when_different"})
+from pytest_llmeval.support.text import shorten
 
-CASE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+SCHEMA = load_schema("pytest_llmeval.suite", "suite.schema.json")
+SCHEMA_CHECK = validator(SCHEMA)
+# What other code needs to know of the format, read from its one description.
+ROLES = frozenset(SCHEMA["$defs"]["message"]["properties"]["role"]["enum"])
+CASE_ID = re.compile(SCHEMA["$defs"]["case"]["properties"]["id"]["pattern"])
 
 # What a suite file may hold, at most; past each bound, a located problem.
 #
@@ -108,12 +84,7 @@ def load_suite(
         raise CaseFileError(path, Problem(f"cannot read: {exc}", shown)) from None
     root, values = _read_yaml(path, text, shown)
     reader = _SuiteReader(path, shown, (*borrowing, path.resolve()), values)
-    try:
-        suite = reader.read(root)
-    except yaml.YAMLError as exc:  # a value the document's construction did not reach
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise CaseFileError(path, Problem(f"YAML error: {_said(exc)}", shown, line)) from None
+    suite = reader.read(root)
     if reader.problems or suite is None:
         # Stable: problems on one line keep the order they were found in.
         raise CaseFileError(path, *sorted(reader.problems, key=lambda p: p.line or 0))
@@ -319,22 +290,6 @@ def _line_at(text: str, position: int | None) -> int:
     return 1 if position is None else text.count("\n", 0, position) + 1
 
 
-def _construct(node: yaml.Node) -> Any:
-    """A node the document's construction did not reach (the value of a merge key the
-    reader met as written): built alone; any failure a YAMLError at its line."""
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.YAMLError:
-        raise
-    except Exception as exc:  # the constructors' own errors, as in _read_yaml
-        raise yaml.constructor.ConstructorError(
-            None, None, f"cannot build this value ({exc})", node.start_mark
-        ) from None
-    finally:
-        loader.dispose()
-
-
 def _is_json_like(value: Any) -> bool:
     if value is None or isinstance(value, str | bool | int | float):
         return True
@@ -349,8 +304,33 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
+def _dotted(path: SchemaPath) -> str:
+    return "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path)[1:]
+
+
+def _case_path(path: SchemaPath) -> tuple[int | None, SchemaPath]:
+    """The case a path is in (its index) and the path within it."""
+    if len(path) >= 2 and path[0] == "cases" and isinstance(path[1], int):
+        return path[1], path[2:]
+    return None, path
+
+
+def _what(path: SchemaPath) -> str:
+    """The value at a path as a message names it (a case's values by their path in it)."""
+    index, inner = _case_path(path)
+    if index is not None and not inner:
+        return "a case"
+    if not inner:
+        return "the suite"
+    if len(inner) >= 2 and inner[-2] == "messages" and isinstance(inner[-1], int):
+        return "a message"
+    return f"`{_dotted(inner)}`"
+
+
 class _SuiteReader:
-    """Walks the composed YAML tree, collecting every problem instead of stopping at the first."""
+    """The suite's rules, on a value whose shape the schema has checked: every problem
+    collected (at its line, with its case) instead of stopping at the first. A part the
+    schema found wrong is not read further, so each problem is said once."""
 
     def __init__(
         self, path: Path, shown: str, borrowing: tuple[Path, ...], values: dict[Any, Any]
@@ -360,334 +340,229 @@ class _SuiteReader:
         self.borrowing = borrowing
         self.values = values  # each node's value, built once for the whole document
         self.problems: list[Problem] = []
+        self.wrong: list[SchemaPath] = []  # where the schema found a problem
+        self.root: yaml.Node | None = None
 
-    def value(self, node: yaml.Node) -> Any:
-        return self.values[node] if node in self.values else _construct(node)
+    def line(self, path: SchemaPath, key: str | None = None) -> int:
+        assert self.root is not None
+        return _line(node_at(self.root, path, key))
 
-    def problem(self, node: yaml.Node | int, message: str, case: str | None = None) -> None:
-        line = node if isinstance(node, int) else _line(node)
+    def problem(self, path: SchemaPath, message: str, key: str | None = None) -> None:
+        """A problem with the value at ``path``, named with its case when it is in one."""
+        index, _ = _case_path(path)
+        case = self.case_id(index) if index is not None else None
         where = f"case {case!r}: " if case else ""
-        self.problems.append(Problem(f"{where}{message}", self.shown, line))
+        self.problems.append(Problem(f"{where}{message}", self.shown, self.line(path, key)))
 
-    def mapping(
-        self, node: yaml.Node, allowed: frozenset[str], what: str, case: str | None = None
-    ) -> dict[str, yaml.Node] | None:
-        if not isinstance(node, yaml.MappingNode):
-            self.problem(node, f"{what} must be a mapping", case)
-            return None
-        out: dict[str, yaml.Node] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if not isinstance(key, str):
-                self.problem(key_node, f"{what} has a key that is not a plain name", case)
-                continue
-            if key in out:
-                self.problem(key_node, f"duplicate key {key!r} in {what}", case)
-                continue
-            if key not in allowed:
-                self.problem(key_node, _unknown_key(key, allowed, what), case)
-                continue
-            out[key] = value_node
-        return out
+    def case_id(self, index: int) -> str | None:
+        cases = self.data.get("cases")
+        case = cases[index] if isinstance(cases, list) and index < len(cases) else None
+        found = case.get("id") if isinstance(case, dict) else None
+        return found if isinstance(found, str) else None
+
+    def ok(self, *path: str | int) -> bool:
+        """Whether the schema found nothing wrong at or under ``path``."""
+        return not any(wrong[: len(path)] == path for wrong in self.wrong)
 
     def read(self, root: yaml.Node | None) -> Suite | None:
         if root is None:
-            self.problem(1, "empty file: a suite needs `suite:` and `cases:`")
+            self.problems.append(
+                Problem("empty file: a suite needs `suite:` and `cases:`", self.shown, 1)
+            )
             return None
-        keys = self.mapping(root, SUITE_KEYS, "the suite")
-        if keys is None:
+        self.root, value = root, self.values[root]
+        self.data: dict[Any, Any] = value if isinstance(value, dict) else {}
+        for found in schema_problems(SCHEMA_CHECK, value, _what):
+            self.wrong.append(found.path)
+            self.problem(found.path, found.text, found.key)
+        self.duplicate_keys(root)
+        if not isinstance(value, dict):
             return None
-        name = self.string(keys, "suite", root, required=True)
-        description = self.string(keys, "description", root)
-        if "cases_from" in keys:
-            return self.borrowed(keys, name, description, root)
-        template = self.suite_messages(keys, root)
-        response_format = self.response_format(keys.get("response_format"))
-        scoring = self.scoring(keys.get("scoring"))
-        threshold = self.threshold(keys.get("threshold"))
-        variables = set().union(*(template_variables(m.content) for m in template))
-        # JSON mode makes the model answer an object: no other `expected` can ever pass.
-        object_only = response_format.json_mode and response_format.schema is None
-        cases = self.cases(
-            keys.get("cases"),
-            root,
-            variables,
-            has_template=bool(template),
-            object_only=object_only,
-        )
-        if self.problems or name is None:
+        name = value.get("suite") if self.ok("suite") else None
+        description = value.get("description") if self.ok("description") else None
+        if "cases_from" in value:
+            return self.borrowed(name, description)
+        template = self.suite_messages()
+        response_format = self.response_format()
+        scoring = self.scoring()
+        threshold = value.get("threshold") if self.ok("threshold") else None
+        cases = self.cases(template, response_format)
+        if self.problems or not isinstance(name, str):
             return None
         return Suite(
             name=name,
             path=self.path,
             line=_line(root),
             cases=tuple(cases),
-            messages=tuple(template),
+            messages=tuple(template or ()),
             description=description,
             response_format=response_format,
             scoring=scoring,
-            threshold=threshold,
+            threshold=None if threshold is None else float(threshold),
         )
 
-    def borrowed(
-        self, keys: dict[str, yaml.Node], name: str | None, description: str | None, root: yaml.Node
-    ) -> Suite | None:
+    def duplicate_keys(self, root: yaml.Node) -> None:
+        """A key written twice in one mapping (YAML keeps the last, silently): walked
+        without recursion, each node once however many aliases name it."""
+        seen: set[int] = set()
+        todo: list[tuple[yaml.Node, SchemaPath]] = [(root, ())]
+        while todo:
+            node, path = todo.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if isinstance(node, yaml.SequenceNode):
+                todo.extend((item, (*path, n)) for n, item in enumerate(node.value))
+            elif isinstance(node, yaml.MappingNode):
+                keys: set[str] = set()
+                for key_node, value_node in node.value:
+                    if not isinstance(key_node, yaml.ScalarNode) or key_node.tag in _MARKERS:
+                        continue
+                    key = str(key_node.value)
+                    if key in keys:
+                        message = f"duplicate key {key!r} in {_what(path)}"
+                        index, _ = _case_path(path)
+                        case = self.case_id(index) if index is not None else None
+                        where = f"case {case!r}: " if case else ""
+                        self.problems.append(Problem(where + message, self.shown, _line(key_node)))
+                    keys.add(key)
+                    todo.append((value_node, (*path, key)))
+
+    def borrowed(self, name: Any, description: Any) -> Suite | None:
         """`cases_from: other.llmeval.yaml`: that suite's prompt, response format and cases,
         scored and gated as this file says (the same goldens under another scoring)."""
-        node = keys["cases_from"]
         for own in ("prompt", "messages", "response_format", "cases"):
-            if own in keys:
-                self.problem(keys[own], f"`{own}:` comes from `cases_from`; give it there")
-        other = self.value(node)
-        if not isinstance(other, str) or not is_suite_file(Path(other)):
-            self.problem(node, "`cases_from` must name a *.llmeval.yaml file")
+            if own in self.data:
+                self.problem((own,), f"`{own}:` comes from `cases_from`; give it there")
+        scoring = self.scoring()
+        threshold = self.data.get("threshold") if self.ok("threshold") else None
+        other = self.data["cases_from"]
+        if not self.ok("cases_from"):
             return None
-        scoring = self.scoring(keys.get("scoring"))
-        threshold = self.threshold(keys.get("threshold"))
+        at = ("cases_from",)
         try:
             target = (self.path.parent / other).resolve()
         except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
-            self.problem(node, f"`cases_from: {_shown(other)}` cannot be read: {exc}")
+            self.problem(at, f"`cases_from: {_shown(other)}` cannot be read: {exc}")
             return None
         if target in self.borrowing:
-            self.problem(node, f"`cases_from: {other}` leads back to this file")
+            self.problem(at, f"`cases_from: {other}` leads back to this file")
             return None
         try:
             base = load_suite(self.path.parent / other, display=other, borrowing=self.borrowing)
         except CaseFileError as exc:
-            self.problem(node, f"`cases_from: {other}` is not a valid suite: {exc.lines[0]}")
+            self.problem(at, f"`cases_from: {other}` is not a valid suite: {exc.lines[0]}")
             return None
-        if self.problems or name is None:
+        if self.problems or not isinstance(name, str):
             return None
+        assert self.root is not None
         return replace(
             base,
             name=name,
-            line=_line(root),
+            line=_line(self.root),
             description=description or base.description,
             scoring=scoring,
-            threshold=threshold,
+            threshold=None if threshold is None else float(threshold),
         )
 
-    def string(
-        self, keys: dict[str, yaml.Node], key: str, parent: yaml.Node, *, required: bool = False
-    ) -> str | None:
-        node = keys.get(key)
-        if node is None:
-            if required:
-                self.problem(parent, f"missing `{key}:`")
+    def suite_messages(self) -> list[Message] | None:
+        """The suite's template; None when it cannot be known (the schema found it wrong)."""
+        prompt, messages = self.data.get("prompt"), self.data.get("messages")
+        if not (self.ok("prompt") and self.ok("messages")):
             return None
-        value = self.value(node)
-        if not isinstance(value, str) or not value.strip():
-            self.problem(node, f"`{key}` must be a non-empty string")
-            return None
-        return value
-
-    def suite_messages(self, keys: dict[str, yaml.Node], root: yaml.Node) -> list[Message]:
-        prompt, messages = keys.get("prompt"), keys.get("messages")
         if prompt is not None and messages is not None:
-            self.problem(messages, "give either `prompt:` or `messages:`, not both")
-            return []
+            self.problem(("messages",), "give either `prompt:` or `messages:`, not both")
+            return None
         if messages is not None:
-            return self.message_list(messages, "`messages`")
+            return [Message(m["role"], m["content"]) for m in messages]
         if prompt is None:
             return []  # every case must then carry its own messages
-        fields = self.mapping(prompt, PROMPT_KEYS, "`prompt`")
-        if fields is None:
-            return []
-        out = []
-        for role in ("system", "user"):
-            node = fields.get(role)
-            if node is None:
-                continue
-            value = self.value(node)
-            if not isinstance(value, str):
-                self.problem(node, f"`prompt.{role}` must be a string")
-                continue
-            out.append(Message(role, value))
-        if not any(m.role == "user" for m in out):
-            self.problem(prompt, "`prompt` needs a `user:` template")
-        return out
+        return [Message(role, prompt[role]) for role in ("system", "user") if role in prompt]
 
-    def message_list(self, node: yaml.Node, what: str, case: str | None = None) -> list[Message]:
-        if not isinstance(node, yaml.SequenceNode) or not node.value:
-            self.problem(node, f"{what} must be a non-empty list of {{role, content}}", case)
-            return []
-        out = []
-        for item in node.value:
-            fields = self.mapping(item, MESSAGE_KEYS, "a message", case)
-            if fields is None:
-                continue
-            role = self.value(fields["role"]) if "role" in fields else None
-            content = self.value(fields["content"]) if "content" in fields else None
-            if not isinstance(role, str) or role not in ROLES:
-                self.problem(
-                    item, f"message role must be one of {sorted(ROLES)}, not {_shown(role)}", case
-                )
-            elif not isinstance(content, str):
-                self.problem(item, "message `content` must be a string", case)
-            else:
-                out.append(Message(role, content))
-        return out
-
-    def response_format(self, node: yaml.Node | None) -> ResponseFormat:
-        value = "json" if node is None else self.value(node)
-        if value == "json":
+    def response_format(self) -> ResponseFormat:
+        value = self.data.get("response_format", "json")
+        if not self.ok("response_format") or value == "json":
             return ResponseFormat()
         if value == "text":
             return ResponseFormat(json_mode=False)
-        if isinstance(value, dict) and _is_json_like(value) and "type" in value:
-            return ResponseFormat(schema=value)
-        assert node is not None
-        self.problem(node, "`response_format` must be `json`, `text` or a JSON schema mapping")
-        return ResponseFormat()
-
-    def scoring(self, node: yaml.Node | None) -> Scoring:
-        if node is None:
-            return Scoring()
-        fields = self.mapping(node, SCORING_KEYS, "`scoring`")
-        if fields is None:
-            return Scoring()
-        values = {k: self.value(v) for k, v in fields.items()}
-        method = values.get("method", "structural")
-        if not isinstance(method, str) or method not in SCORING_METHODS:
+        if not _is_json_like(value):
+            self.problem(("response_format",), "`response_format` must be a JSON schema")
+            return ResponseFormat()
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as exc:
+            where = "".join(f"[{step!r}]" for step in exc.path)
             self.problem(
-                fields["method"],
-                f"unknown scoring method {_shown(method)}; "
-                f"available: {', '.join(sorted(SCORING_METHODS))}",
+                ("response_format", *exc.path),
+                f"`response_format` is not a valid JSON schema{' at ' + where if where else ''}: "
+                + shorten(exc.message, 160),
             )
-        for flag in ("ignore_order", "ignore_string_case"):
-            if flag in values and not isinstance(values[flag], bool):
-                self.problem(fields[flag], f"`scoring.{flag}` must be true or false")
-        tolerance = values.get("numeric_tolerance", 0.0)
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or tolerance < 0:
-            self.problem(fields["numeric_tolerance"], "`numeric_tolerance` must be a number >= 0")
-            tolerance = 0.0
-        paths = values.get("exclude_paths", [])
-        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-            self.problem(fields["exclude_paths"], "`exclude_paths` must be a list of strings")
-            paths = []
-        rules = self.field_rules(fields.get("fields"))
+            return ResponseFormat()
+        return ResponseFormat(schema=value)
+
+    def scoring(self) -> Scoring:
+        value = self.data.get("scoring", {})
+        if not self.ok("scoring"):
+            return Scoring()
+        method = value.get("method", "structural")
+        rules = [(str(name), _field_rule(rule)) for name, rule in value.get("fields", {}).items()]
         if method == "fields" and not rules:
-            self.problem(node, "`method: fields` needs `fields:`, a scorer for each field")
+            self.problem(("scoring",), "`method: fields` needs `fields:`, a scorer for each field")
         elif method != "fields" and rules:
-            self.problem(fields["fields"], "`fields:` is for `method: fields`")
+            self.problem(("scoring", "fields"), "`fields:` is for `method: fields`")
         return Scoring(
-            method=str(method),
-            ignore_order=values.get("ignore_order") is True,
-            ignore_string_case=values.get("ignore_string_case") is True,
-            numeric_tolerance=float(tolerance),
-            exclude_paths=tuple(paths),
+            method=method,
+            ignore_order=value.get("ignore_order", False),
+            ignore_string_case=value.get("ignore_string_case", False),
+            numeric_tolerance=float(value.get("numeric_tolerance", 0.0)),
+            exclude_paths=tuple(value.get("exclude_paths", ())),
             fields=tuple(rules),
-            judge=self.judge_config(fields.get("judge")),
+            judge=self.judge_config(value.get("judge", {})),
         )
 
-    def field_rules(self, node: yaml.Node | None) -> list[tuple[str, FieldRule]]:
-        """`fields: {name: method, name: {method: ..., tolerance: ..., threshold: ...}}`"""
-        if node is None:
-            return []
-        if not isinstance(node, yaml.MappingNode):
-            self.problem(node, "`scoring.fields` must map field names to scorers")
-            return []
-        rules = []
-        for key_node, value_node in node.value:
-            name = self.value(key_node)
-            if isinstance(value_node, yaml.ScalarNode):
-                values: dict[str, Any] = {"method": self.value(value_node)}
-            else:
-                keys = self.mapping(value_node, FIELD_RULE_KEYS, f"the scorer of field {name!r}")
-                if keys is None:
-                    continue
-                values = {k: self.value(v) for k, v in keys.items()}
-            method = values.get("method")
-            if not isinstance(method, str) or method not in FIELD_METHODS:
-                self.problem(
-                    value_node,
-                    f"field {_shown(name)}: unknown scorer {_shown(method)}; available: "
-                    + ", ".join(FIELD_METHODS),
-                )
-                continue
-            number = {k: values[k] for k in ("tolerance", "threshold") if k in values}
-            if any(isinstance(v, bool) or not isinstance(v, int | float) or v < 0
-                   for v in number.values()):  # fmt: skip
-                self.problem(
-                    value_node, f"field {name!r}: tolerance and threshold are numbers >= 0"
-                )
-                continue
-            rules.append(
-                (str(name), FieldRule(str(method), **{k: float(v) for k, v in number.items()}))
-            )
-        return rules
-
-    def judge_config(self, node: yaml.Node | None) -> JudgeConfig:
-        if node is None:
-            return JudgeConfig()
-        keys = self.mapping(node, JUDGE_KEYS, "`scoring.judge`")
-        if keys is None:
-            return JudgeConfig()
-        values = {k: self.value(v) for k, v in keys.items() if k != "messages"}
-        for key in ("model", "criteria", "prompt"):
-            if key in values and not (isinstance(values[key], str) and values[key].strip()):
-                self.problem(keys[key], f"`judge.{key}` must be a non-empty string")
-                return JudgeConfig()
+    def judge_config(self, value: dict[str, Any]) -> JudgeConfig:
+        at = ("scoring", "judge")
         needed = ("{reference}", "{answer}")
-        template = values.get("prompt")
+        template = value.get("prompt")
         if template is not None and not all(part in template for part in needed):
-            self.problem(keys["prompt"], "`judge.prompt` must contain {reference} and {answer}")
-        turns: list[Message] = []
-        if "messages" in keys:
-            turns = self.message_list(keys["messages"], "`judge.messages`")
-            if template is not None:
-                self.problem(keys["messages"], "give either `judge.prompt` or `judge.messages`")
-            elif turns and not all(part in turns[-1].content for part in needed):
-                self.problem(
-                    keys["messages"],
-                    "`judge.messages`: its last turn needs {reference} and {answer}",
-                )
-        only = values.get("only_when_different", True)
-        if not isinstance(only, bool):
-            self.problem(keys["only_when_different"], "`only_when_different` must be true or false")
-            only = True
+            self.problem((*at, "prompt"), "`judge.prompt` must contain {reference} and {answer}")
+        turns = [Message(m["role"], m["content"]) for m in value.get("messages", ())]
+        if turns and template is not None:
+            self.problem((*at, "messages"), "give either `judge.prompt` or `judge.messages`")
+        elif turns and not all(part in turns[-1].content for part in needed):
+            self.problem(
+                (*at, "messages"), "`judge.messages`: its last turn needs {reference} and {answer}"
+            )
         return JudgeConfig(
-            model=values.get("model"),
-            criteria=values.get("criteria", ""),
+            model=value.get("model"),
+            criteria=value.get("criteria", ""),
             prompt=template,
             messages=tuple((m.role, m.content) for m in turns),
-            only_when_different=only,
+            only_when_different=value.get("only_when_different", True),
+            model_line=self.line((*at, "model")) if "model" in value else None,
         )
 
-    def threshold(self, node: yaml.Node | None) -> float | None:
-        if node is None:
-            return None
-        value = self.value(node)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            self.problem(node, f"`threshold` must be a number from 0 to 1, not {_shown(value)}")
-            return None
-        return float(value)
-
-    def cases(
-        self,
-        node: yaml.Node | None,
-        root: yaml.Node,
-        variables: set[str],
-        *,
-        has_template: bool,
-        object_only: bool,
-    ) -> list[Case]:
-        if node is None:
-            self.problem(root, "missing `cases:`")
+    def cases(self, template: list[Message] | None, response_format: ResponseFormat) -> list[Case]:
+        if "cases" not in self.data:
+            self.problem((), "missing `cases:`")
             return []
-        if not isinstance(node, yaml.SequenceNode) or not node.value:
-            self.problem(node, "`cases` must be a non-empty list")
-            return []
+        if not isinstance(self.data["cases"], list):
+            return []  # the schema said so
+        variables = set().union(*(template_variables(m.content) for m in template or ()))
+        expected_check = (
+            validator(response_format.schema) if response_format.schema is not None else None
+        )
         seen: dict[str, int] = {}
         out = []
-        for item in node.value:
-            case = self.case(item, variables, has_template, object_only)
+        for index, item in enumerate(self.data["cases"]):
+            if not self.ok("cases", index):
+                continue
+            case = self.case(index, item, template, variables, response_format, expected_check)
             if case is None:
                 continue
             if case.id in seen:
                 self.problem(
-                    item, f"duplicate case id (first defined at line {seen[case.id]})", case.id
+                    ("cases", index), f"duplicate case id (first defined at line {seen[case.id]})"
                 )
                 continue
             seen[case.id] = case.line
@@ -695,104 +570,86 @@ class _SuiteReader:
         return out
 
     def case(
-        self, item: yaml.Node, variables: set[str], has_template: bool, object_only: bool
+        self,
+        index: int,
+        item: dict[str, Any],
+        template: list[Message] | None,
+        variables: set[str],
+        response_format: ResponseFormat,
+        expected_check: Draft202012Validator | None,
     ) -> Case | None:
-        id_node = _id_node(item)
-        raw_id = self.value(id_node) if id_node is not None else None
-        label = raw_id if isinstance(raw_id, str) else None
-        fields = self.mapping(item, CASE_KEYS, "a case", label)
-        if fields is None:
-            return None
+        at = ("cases", index)
         before = len(self.problems)
-        if id_node is None:
-            self.problem(item, "case has no `id:`")
-        elif not isinstance(raw_id, str) or not CASE_ID.match(raw_id):
-            self.problem(id_node, f"case id must match {CASE_ID.pattern}, not {_shown(raw_id)}")
-        inputs: dict[str, Any] = {}
-        if "inputs" in fields:
-            value = self.value(fields["inputs"])
-            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-                self.problem(fields["inputs"], "`inputs` must be a mapping of names", label)
-            elif not _is_json_like(value):
-                # They are sent as JSON and kept in the results file: a date cannot be.
-                self.problem(
-                    fields["inputs"],
-                    "`inputs` must be JSON-like (strings, numbers, booleans, null, lists "
-                    "and mappings with string keys): quote a date",
-                    label,
-                )
-            else:
-                inputs = value
-        messages: list[Message] = []
-        if "messages" in fields:
-            messages = self.message_list(fields["messages"], "`messages`", label)
-        elif not has_template:
+        inputs: dict[str, Any] = item.get("inputs", {})
+        if not _is_json_like(inputs):
+            # They are sent as JSON and kept in the results file: a date cannot be.
             self.problem(
-                item,
-                "no prompt: give the suite `prompt:`/`messages:` or the case `messages:`",
-                label,
+                (*at, "inputs"),
+                "`inputs` must be JSON-like (strings, numbers, booleans, null, lists "
+                "and mappings with string keys): quote a date",
             )
-        else:
+        messages = [Message(m["role"], m["content"]) for m in item.get("messages", ())]
+        if not messages and template == []:
+            self.problem(
+                at, "no prompt: give the suite `prompt:`/`messages:` or the case `messages:`"
+            )
+        elif not messages and template:
             missing = sorted(variables - inputs.keys())
             if missing:
-                where = fields.get("inputs", item)
                 self.problem(
-                    where,
+                    (*at, "inputs") if "inputs" in item else at,
                     f"the prompt uses {', '.join('{' + m + '}' for m in missing)} "
                     "but `inputs` does not provide it",
-                    label,
                 )
-        expected: Any = None
-        if "expected" not in fields:
-            self.problem(item, "missing `expected:`", label)
-        else:
-            expected = self.value(fields["expected"])
+        expected: Any = item.get("expected")
+        # JSON mode makes the model answer an object: no other `expected` can ever pass.
+        object_only = response_format.json_mode and response_format.schema is None
+        # A case with no `expected:` has no golden yet: its item is an error until
+        # --llm-update-goldens writes one.
+        if "expected" in item:
             if not _is_json_like(expected):
                 self.problem(
-                    fields["expected"],
+                    (*at, "expected"),
                     "`expected` is not JSON-like (only mappings with string keys, lists, "
                     "strings, numbers, booleans and null)",
-                    label,
                 )
             elif (over := over_limit(expected, "`expected`")) is not None:
                 # No answer could match it: every answer past the bound is a miss.
-                self.problem(fields["expected"], f"{over}: no answer could match it", label)
+                self.problem((*at, "expected"), f"{over}: no answer could match it")
             elif object_only and not isinstance(expected, dict):
                 self.problem(
-                    fields["expected"],
+                    (*at, "expected"),
                     "`response_format: json` makes the model answer a JSON object, and "
                     "`expected` is not one: give a JSON schema or `response_format: text`",
-                    label,
                 )
-        tags: list[str] = []
-        if "tags" in fields:
-            value = self.value(fields["tags"])
-            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-                self.problem(fields["tags"], "`tags` must be a list of strings", label)
-            else:
-                tags = value
-        notes = self.value(fields["notes"]) if "notes" in fields else None
-        if len(self.problems) > before or label is None:
+            elif expected_check is not None:
+                # An answer must follow the schema: an `expected` that does not can never pass.
+                def named(path: SchemaPath) -> str:
+                    return f"`expected{''.join(f'[{step!r}]' for step in path)}`"
+
+                for found in schema_problems(expected_check, expected, named):
+                    self.problem(
+                        (*at, "expected", *found.path),
+                        f"{found.text} (by the suite's `response_format` schema)",
+                        found.key,
+                    )
+        if len(self.problems) > before:
             return None
         return Case(
-            id=label,
-            line=_line(item),
+            id=item["id"],
+            line=self.line(at),
             expected=expected,
             inputs=inputs,
             messages=tuple(messages),
-            tags=tuple(tags),
-            notes=notes if isinstance(notes, str) else None,
+            tags=tuple(item.get("tags", ())),
+            notes=item.get("notes"),
+            golden="expected" in item,
         )
 
 
-def _id_node(item: yaml.Node) -> yaml.Node | None:
-    if isinstance(item, yaml.MappingNode):
-        for key_node, value_node in item.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.value == "id":
-                return value_node  # type: ignore[no-any-return]
-    return None
-
-
-def _unknown_key(key: str, allowed: frozenset[str], what: str) -> str:
-    hint = did_you_mean(key, allowed)
-    return f"unknown key {key!r} in {what}{hint}; allowed: {', '.join(sorted(allowed))}"
+def _field_rule(rule: str | dict[str, Any]) -> FieldRule:
+    """`name: method` or `name: {method: ..., tolerance: ..., threshold: ...}`"""
+    if isinstance(rule, str):
+        return FieldRule(rule)
+    numbers = {k: float(rule[k]) for k in ("tolerance", "threshold") if k in rule}
+    return FieldRule(rule["method"], **numbers)

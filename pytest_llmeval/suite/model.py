@@ -40,6 +40,7 @@ class Case:
     messages: tuple[Message, ...] = ()
     tags: tuple[str, ...] = ()
     notes: str | None = None
+    golden: bool = True  # False: no `expected:` yet (--llm-update-goldens writes one)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ class JudgeConfig:
     # Judge only what the structural check does not already pass (an exact match needs no
     # judge, and costs nothing).
     only_when_different: bool = True
+    # The line of `model:` in the file that names it, for a check against the model table.
+    model_line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
