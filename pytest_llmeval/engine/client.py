@@ -201,7 +201,7 @@ def async_client(
     if model.provider == "azure":
         endpoint, version, key = _azure(model)
         return openai.AsyncAzureOpenAI(azure_endpoint=endpoint, api_version=version, api_key=key,
-                                       timeout=seconds, max_retries=max_retries,
+                                       timeout=seconds, max_retries=0,
                                        http_client=http,
                                        default_headers=model.headers() or None)  # fmt: skip
     return openai.AsyncOpenAI(
