@@ -28,7 +28,7 @@ handler::
     plan = FaultPlan(rate=0.25, seed=7)
     faulty = Faulty(plan, answer)          # a handler: a fault, or answer(request)
     server.on_any(faulty)
-    plan.outcome("m\0<last user message>", max_retries=2)  # what the SDK will end with
+    plan.outcome("m\0<last user message>", max_retries=2)  # what the engine will end with
 
 Rate limits: :meth:`OpenAIServer.rate_limit` puts a token bucket (R requests a second, a
 burst of B) in front of one model or of every model together; a request that finds it
@@ -70,6 +70,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 __all__ = [
     "FAULT_KINDS",
     "FINAL_FAULTS",
+    "RATE_LIMITS",
     "RETRY_AFTER_STYLES",
     "Fault",
     "FaultPlan",
@@ -901,7 +902,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "trickle",  # headers, then whitespace a byte at a time, for ever
     "truncate",  # the body cut off half way and the connection closed
     "429",  # rate limited, with Retry-After
-    "429-bare",  # rate limited, no Retry-After (the SDK backs off on its own)
+    "429-bare",  # rate limited, no Retry-After (the engine backs off on its own)
     "429-storm",  # rate limited, with Retry-After, on this and every later attempt
     "500",
     "503",
@@ -912,15 +913,16 @@ FAULT_KINDS: tuple[str, ...] = (
 """Every fault a :class:`FaultPlan` draws from."""
 
 FINAL_FAULTS = frozenset({"cut-json", "not-openai", "empty-choices"})
-"""Faults the SDK does not retry (a 200 it cannot read): the request fails at once.
-Every other fault is retried while retries are left."""
+"""Faults the engine does not retry (a 200 it cannot read): the request fails at once.
+Every other fault is retried while its allowance lasts (429s have their own)."""
 
 RATE_LIMITS = frozenset({"429", "429-bare", "429-storm"})
+"""Faults that are rate limits: their retries spend `--llm-rate-limit-retries`."""
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a request under a plan comes to, through the SDK's retries."""
+    """What a request under a plan comes to, through the engine's retries."""
 
     answered: bool  # False: an error
     attempts: int  # requests the server receives for it
@@ -960,17 +962,23 @@ class FaultPlan:
             return "429-storm"  # a storm, once begun, lasts
         return drawn[-1]
 
-    def outcome(self, key: str, max_retries: int) -> Outcome:
-        """Where the SDK, retrying up to ``max_retries`` times, ends with this request."""
+    def outcome(self, key: str, max_retries: int, rate_limit_retries: int = 10) -> Outcome:
+        """Where the engine ends with this request: a 429 spends one of
+        ``rate_limit_retries`` (``--llm-rate-limit-retries``), any other retried fault one
+        of ``max_retries``; the fault that finds its allowance spent ends it."""
         faults: list[str] = []
-        for attempt in range(max_retries + 1):
+        left = {True: rate_limit_retries, False: max_retries}
+        attempt = 0
+        while True:
             kind = self.fault(key, attempt)
             if kind is None:
                 return Outcome(True, attempt + 1, tuple(faults))
             faults.append(kind)
-            if kind in FINAL_FAULTS:
+            limited = kind in RATE_LIMITS
+            if kind in FINAL_FAULTS or left[limited] == 0:
                 return Outcome(False, attempt + 1, tuple(faults))
-        return Outcome(False, max_retries + 1, tuple(faults))
+            left[limited] -= 1
+            attempt += 1
 
     def reply(self, kind: str, answer: Reply) -> Reply:
         """The reply that serves fault ``kind`` (``answer``: what the request would get)."""
