@@ -5,11 +5,11 @@ checkout's plugin first on PYTHONPATH) against the fault-injecting test server i
 ``tests/openai_server.py``: a quarter of all attempts meet a fault drawn from a seed
 (connection resets, hangs, trickles, bodies cut short, 429s with and without Retry-After,
 429 storms, 500s and 503s, JSON cut short, JSON that is no chat completion, no choices).
-The plan says, for every item, how its request ends through the SDK's retries; the run
-must agree item by item. Then the run again with ``--llm-record=new``, which must ask
-again exactly the items that errored. All of it in one process, and again under
-``-n 2`` (pytest-xdist). Prints the runs, then PASS or FAIL for each check; exits 0 only
-when every check passes.
+The plan says, for every item, how its request ends through the engine's retries (429s
+on their own allowance); the run must agree item by item. Then the run again with
+``--llm-record=new``, which must ask again exactly the items that errored. All of it in
+one process, and again under ``-n 2`` (pytest-xdist). Prints the runs, then PASS or FAIL
+for each check; exits 0 only when every check passes.
 
     python3 benchmarks/soak.py           # 2,000 requests (2 models x 1,000 cases)
     python3 benchmarks/soak.py --quick   # 200 requests (2 models x 100 cases)
@@ -47,7 +47,10 @@ from tests.openai_server import (  # noqa: E402
 
 FAULT_RATE = 0.25  # share of attempts that meet a fault
 FAULT_SEED = 20250115
-MAX_RETRIES = 2  # --llm-max-retries: three attempts in all
+MAX_RETRIES = 2  # --llm-max-retries: retries of faults other than 429s
+# --llm-rate-limit-retries: retries of 429s, on their own allowance (under the default 10
+# so that storms spend it and end in errors). An item's attempts: at most 1 + both.
+RATE_LIMIT_RETRIES = 3
 TIMEOUT_S = 1.0  # --llm-timeout: each attempt's deadline (hangs and trickles end there)
 CONCURRENCY = 32
 ANSWER_DELAY_S = 0.01  # the endpoint's time for an answer
@@ -128,7 +131,8 @@ def run_pytest(
     results = directory / f"results-{len(list(directory.glob('results-*.json')))}.json"
     command = [
         sys.executable, "-m", "pytest", *COMMON_FLAGS, f"--llm-concurrency={CONCURRENCY}",
-        f"--llm-max-retries={MAX_RETRIES}", f"--llm-timeout={TIMEOUT_S}",
+        f"--llm-max-retries={MAX_RETRIES}", f"--llm-rate-limit-retries={RATE_LIMIT_RETRIES}",
+        f"--llm-timeout={TIMEOUT_S}",
         "--llm-record=new", f"--llm-save={results.name}", *flags,
     ]  # fmt: skip
     print(f"  {label} ...", end="", flush=True)
@@ -175,7 +179,7 @@ def recordings(directory: Path) -> dict[Item, str]:
 def checks_of(
     mode: str, items: list[Item], plan: FaultPlan, first: Run, second: Run, directory: Path
 ) -> list[Check]:
-    outcomes = {item: plan.outcome(item.key, MAX_RETRIES) for item in items}
+    outcomes = {item: plan.outcome(item.key, MAX_RETRIES, RATE_LIMIT_RETRIES) for item in items}
     expected = {item: expected_outcome(item, outcome) for item, outcome in outcomes.items()}
     errored = {item for item, outcome in expected.items() if outcome == "error"}
     found: list[Check] = []
@@ -191,7 +195,8 @@ def checks_of(
         wrong = [i for i in items if run.records.get(i, {}).get("outcome") != expected[i]]
         found.append(Check(f"{run.label}: each item's outcome as the fault plan implies",
                            f"{len(wrong)} differ", not wrong))  # fmt: skip
-        beyond = sum(max(0, n - (MAX_RETRIES + 1)) for n in run.requests.values())
+        allowance = 1 + MAX_RETRIES + RATE_LIMIT_RETRIES
+        beyond = sum(max(0, n - allowance) for n in run.requests.values())
         found.append(Check(f"{run.label}: requests beyond the retry allowance",
                            str(beyond), beyond == 0))  # fmt: skip
         planned = Counter({i.key: outcomes[i].attempts for i in asked})
@@ -245,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"{cases} cases x {len(MODELS)} models = {cases * len(MODELS)} requests; "
           f"{FAULT_RATE:.0%} of attempts faulted (seed {FAULT_SEED}), "
-          f"--llm-max-retries={MAX_RETRIES}, --llm-timeout={TIMEOUT_S:g}")  # fmt: skip
+          f"--llm-max-retries={MAX_RETRIES}, --llm-rate-limit-retries={RATE_LIMIT_RETRIES}, "
+          f"--llm-timeout={TIMEOUT_S:g}")  # fmt: skip
     found: list[Check] = []
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="llmeval-soak-") as tmp, OpenAIServer() as server:
@@ -258,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs += [first, second]
             found += checks_of(mode, items, plan, first, second, directory)
     outcomes = Counter(
-        expected_outcome(i, plan.outcome(i.key, MAX_RETRIES)) for i in items
+        expected_outcome(i, plan.outcome(i.key, MAX_RETRIES, RATE_LIMIT_RETRIES)) for i in items
     )  # fmt: skip
     print(f"\nthe plan: {outcomes['pass']} pass, {outcomes['miss']} miss, "
           f"{outcomes['error']} error")  # fmt: skip

@@ -183,17 +183,21 @@ class CaseItem(pytest.Item):
         try:
             self.completion = run_of(self.config).answer(pending)
         except CallError as exc:
-            self._error(f"no answer: {exc}", attempts=exc.attempts, rate_limited=exc.rate_limited)
+            self._error(f"no answer: {exc}", attempts=exc.attempts, rate_limited=exc.rate_limited,
+                        in_flight=exc.in_flight)  # fmt: skip
         if judging_ is not None:
             try:
                 self.judged = run_of(self.config).result(judging_)
             except CallError as exc:
                 self._error(f"not judged: {exc}")
 
-    def _error(self, failure: str, *, attempts: int = 0, rate_limited: int = 0) -> NoReturn:
+    def _error(
+        self, failure: str, *, attempts: int = 0, rate_limited: int = 0, in_flight: int = 0
+    ) -> NoReturn:
         """No verdict: an ERROR, recorded with whatever answer there was, and the attempts
         and 429s it took (every 429 counts, a request's that failed for good too)."""
-        extra: dict[str, Any] = {"attempts": attempts, "rate_limited": rate_limited}
+        extra: dict[str, Any] = {"attempts": attempts, "rate_limited": rate_limited,
+                                 "in_flight": in_flight}  # fmt: skip
         if self.completion is not None:  # answered, then not judged
             done = self.completion
             extra = {
@@ -305,4 +309,5 @@ def _answered(done: Completion) -> dict[str, Any]:
         "cost": done.cost,
         "cached": done.cached,
         "finished_at": done.finished_at,
+        "in_flight": done.in_flight,
     }

@@ -44,7 +44,10 @@ OPTIONS = (
            "shows it short); strict = the lower bound (pass only when the data shows it there)",
            "point", ("point", "lenient", "strict")),
     Option("timeout", "float", "seconds before a model request times out", 60.0),
-    Option("max_retries", "int", "retries of a failed request (429, 5xx, timeouts)", 2),
+    Option("max_retries", "int", "retries of a failed request (5xx, timeouts, lost "
+           "connections); 429s have their own allowance", 2),
+    Option("rate_limit_retries", "int", "retries of a request answered 429 (rate limited), "
+           "each after the wait its Retry-After asks for, or a backoff", 10),
     Option("misses_shown", "int", "misses whose diff the summary prints (-v prints all)", 10),
     Option("concurrency", "int", "requests in flight at once, over all models (a model's "
            "`concurrency` caps its own share)", 16),
@@ -158,6 +161,7 @@ class Settings:
     confidence: str
     timeout: float
     max_retries: int
+    rate_limit_retries: int
     misses_shown: int
     concurrency: int
     record: str

@@ -107,7 +107,8 @@ class LLM:
             except CallError as exc:
                 item.stash[RECORD] = self._record(outcome="error", reason=str(exc),
                                                   attempts=exc.attempts,
-                                                  rate_limited=exc.rate_limited)  # fmt: skip
+                                                  rate_limited=exc.rate_limited,
+                                                  in_flight=exc.in_flight)  # fmt: skip
                 # From None: the cause is in the message already, so pytest shows it once.
                 failure = f"{pending.request.where}: no answer: {exc}"
                 raise pytest.fail.Exception(failure, pytrace=False) from None
@@ -158,6 +159,7 @@ class LLM:
             cached=bool(done) and all(c.cached for c in done),
             attempts=sum(c.attempts for c in done),
             rate_limited=sum(c.rate_limited for c in done),
+            in_flight=max((c.in_flight for c in done), default=0),
         )
         self._item.stash[RECORD] = record
         if not verdict.passed and run_of(self._item.config).settings.strict:

@@ -114,6 +114,7 @@ class Run:
                 concurrency=max(1, math.ceil(settings.concurrency / self.workers)),
                 timeout=settings.timeout,
                 max_retries=settings.max_retries,
+                rate_limit_retries=settings.rate_limit_retries,
                 budget=budget,
                 share=self.share,
                 workers=self.workers,

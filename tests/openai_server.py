@@ -28,7 +28,15 @@ handler::
     plan = FaultPlan(rate=0.25, seed=7)
     faulty = Faulty(plan, answer)          # a handler: a fault, or answer(request)
     server.on_any(faulty)
-    plan.outcome("m\0<last user message>", max_retries=2)  # what the SDK will end with
+    plan.outcome("m\0<last user message>", max_retries=2)  # what the engine will end with
+
+Rate limits: :meth:`OpenAIServer.rate_limit` puts a token bucket (R requests a second, a
+burst of B) in front of one model or of every model together; a request that finds it
+empty is answered 429 with ``Retry-After`` in whole seconds, as an HTTP date, as
+``retry-after-ms``, or without it::
+
+    server.rate_limit(rate=20, burst=5, retry_after="seconds")
+    server.rate_limited()                  # the 429s it sent
 
 Standard library only.
 """
@@ -37,8 +45,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import email.utils
 import hashlib
 import json
+import math
 import re
 import select
 import socket
@@ -60,6 +70,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 __all__ = [
     "FAULT_KINDS",
     "FINAL_FAULTS",
+    "RATE_LIMITS",
+    "RETRY_AFTER_STYLES",
     "Fault",
     "FaultPlan",
     "Faulty",
@@ -454,6 +466,62 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+RetryAfterStyle: TypeAlias = Literal["seconds", "date", "ms", "none"]
+RETRY_AFTER_STYLES: tuple[RetryAfterStyle, ...] = ("seconds", "date", "ms", "none")
+"""How a 429 of :meth:`OpenAIServer.rate_limit` says when to come back: ``Retry-After``
+in whole seconds (rounded up, as HTTP has it), ``Retry-After`` as an HTTP date (whole
+seconds too, so rounded up to the next second), ``retry-after-ms``, or not at all."""
+
+
+class TokenBucket:
+    """``rate`` requests a second, at most ``burst`` at once: each request takes a token
+    (answered) or finds none (429). Thread-safe; full at first."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        retry_after: RetryAfterStyle = "seconds",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a bucket needs rate > 0 and burst >= 1")
+        if retry_after not in RETRY_AFTER_STYLES:
+            raise ValueError(f"retry_after must be one of {RETRY_AFTER_STYLES}")
+        self.rate = rate
+        self.burst = burst
+        self.retry_after = retry_after
+        self._clock = clock
+        self._tokens = burst
+        self._at = clock()
+        self._lock = threading.Lock()
+        self.refused = 0
+
+    def take(self) -> float | None:
+        """None when a token was taken; else the seconds until the next one comes."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return None
+            self.refused += 1
+            return (1 - self._tokens) / self.rate
+
+    def headers(self, wait: float) -> dict[str, str]:
+        """The 429's headers saying to come back in ``wait`` seconds, in this bucket's style."""
+        if self.retry_after == "seconds":
+            return {"Retry-After": str(max(1, math.ceil(wait)))}
+        if self.retry_after == "date":
+            # An HTTP date has whole seconds: the next whole second after the token comes.
+            return {"Retry-After": email.utils.formatdate(math.ceil(time.time() + wait),
+                                                          usegmt=True)}  # fmt: skip
+        if self.retry_after == "ms":
+            return {"retry-after-ms": str(math.ceil(wait * 1000))}
+        return {}
+
+
 class OpenAIServer:
     """A scriptable OpenAI-compatible server on 127.0.0.1 (see the module docstring)."""
 
@@ -466,6 +534,8 @@ class OpenAIServer:
         # Chat completions being answered right now (delays included), and the most at once.
         self._in_flight: dict[str, int] = {}
         self._max_in_flight: dict[str, int] = {}
+        # Token buckets by model ("" for the one every model shares).
+        self._buckets: dict[str, TokenBucket] = {}
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -554,6 +624,28 @@ class OpenAIServer:
         handler = _compile(reply)
         with self._lock:
             self._fallback = handler
+
+    def rate_limit(
+        self,
+        rate: float,
+        burst: float = 1,
+        retry_after: RetryAfterStyle = "seconds",
+        model: str | None = None,
+    ) -> TokenBucket:
+        """Allow ``rate`` chat completions a second (``burst`` at once) for ``model``, or
+        for every model together; the rest are answered 429 before their script is asked
+        (see :data:`RETRY_AFTER_STYLES`). A model's own bucket is asked first, then the
+        shared one."""
+        bucket = TokenBucket(rate, burst, retry_after)
+        with self._lock:
+            self._buckets[model or ""] = bucket
+        return bucket
+
+    def rate_limited(self, model: str | None = None) -> int:
+        """429s sent by the bucket of ``model`` (or the shared one)."""
+        with self._lock:
+            bucket = self._buckets.get(model or "")
+        return bucket.refused if bucket is not None else 0
 
     # -- inspection ------------------------------------------------------------------------
 
@@ -646,11 +738,25 @@ class OpenAIServer:
             handler = self._scripts.get(request.model, self._fallback)
         if handler is None:
             return _model_not_found(request.model)
+        refusal = self._refused(request.model)
+        if refusal is not None:
+            return refusal
         self._count_in_flight(request.model, +1)
         try:
             return self._scripted(handler, request, stopping)
         finally:
             self._count_in_flight(request.model, -1)
+
+    def _refused(self, model: str) -> _Response | None:
+        """The 429 of the first bucket (the model's, then the shared one) that has no token."""
+        with self._lock:
+            buckets = [b for b in (self._buckets.get(model), self._buckets.get("")) if b]
+        for bucket in buckets:
+            wait = bucket.take()
+            if wait is not None:
+                return _error_response(429, "Rate limit reached for requests (token bucket)",
+                                       headers=bucket.headers(wait))  # fmt: skip
+        return None
 
     def _count_in_flight(self, model: str, change: int) -> None:
         with self._lock:
@@ -796,7 +902,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "trickle",  # headers, then whitespace a byte at a time, for ever
     "truncate",  # the body cut off half way and the connection closed
     "429",  # rate limited, with Retry-After
-    "429-bare",  # rate limited, no Retry-After (the SDK backs off on its own)
+    "429-bare",  # rate limited, no Retry-After (the engine backs off on its own)
     "429-storm",  # rate limited, with Retry-After, on this and every later attempt
     "500",
     "503",
@@ -807,15 +913,16 @@ FAULT_KINDS: tuple[str, ...] = (
 """Every fault a :class:`FaultPlan` draws from."""
 
 FINAL_FAULTS = frozenset({"cut-json", "not-openai", "empty-choices"})
-"""Faults the SDK does not retry (a 200 it cannot read): the request fails at once.
-Every other fault is retried while retries are left."""
+"""Faults the engine does not retry (a 200 it cannot read): the request fails at once.
+Every other fault is retried while its allowance lasts (429s have their own)."""
 
 RATE_LIMITS = frozenset({"429", "429-bare", "429-storm"})
+"""Faults that are rate limits: their retries spend `--llm-rate-limit-retries`."""
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a request under a plan comes to, through the SDK's retries."""
+    """What a request under a plan comes to, through the engine's retries."""
 
     answered: bool  # False: an error
     attempts: int  # requests the server receives for it
@@ -855,17 +962,23 @@ class FaultPlan:
             return "429-storm"  # a storm, once begun, lasts
         return drawn[-1]
 
-    def outcome(self, key: str, max_retries: int) -> Outcome:
-        """Where the SDK, retrying up to ``max_retries`` times, ends with this request."""
+    def outcome(self, key: str, max_retries: int, rate_limit_retries: int = 10) -> Outcome:
+        """Where the engine ends with this request: a 429 spends one of
+        ``rate_limit_retries`` (``--llm-rate-limit-retries``), any other retried fault one
+        of ``max_retries``; the fault that finds its allowance spent ends it."""
         faults: list[str] = []
-        for attempt in range(max_retries + 1):
+        left = {True: rate_limit_retries, False: max_retries}
+        attempt = 0
+        while True:
             kind = self.fault(key, attempt)
             if kind is None:
                 return Outcome(True, attempt + 1, tuple(faults))
             faults.append(kind)
-            if kind in FINAL_FAULTS:
+            limited = kind in RATE_LIMITS
+            if kind in FINAL_FAULTS or left[limited] == 0:
                 return Outcome(False, attempt + 1, tuple(faults))
-        return Outcome(False, max_retries + 1, tuple(faults))
+            left[limited] -= 1
+            attempt += 1
 
     def reply(self, kind: str, answer: Reply) -> Reply:
         """The reply that serves fault ``kind`` (``answer``: what the request would get)."""

@@ -60,3 +60,11 @@ def test_the_signals_benchmark_keeps_what_finished_on_each_signal() -> None:
     # Two clean references, then exit status and results file for each of two signals.
     assert sum(line.startswith("PASS  ") for line in out.splitlines()) == 6, out
     assert out.count("skip") == 2, out  # the exit times, judged at full size only
+
+
+def test_the_rate_limit_benchmark_meets_every_limit_without_an_error() -> None:
+    out = quick("ratelimit.py")
+    assert "FAIL" not in out
+    # For each Retry-After style (seconds, date, none): no item errored, 429s counted.
+    assert sum(line.startswith("PASS  ") for line in out.splitlines()) == 6, out
+    assert out.count("skip  ") == 3, out  # the spans, judged at full size only

@@ -308,7 +308,7 @@ def test_429_and_500_are_retried(
     result.stdout.fnmatch_lines([
         "llmeval answers: 0 replayed from llmeval-cache/, 1 called (1 after retries)*",
         # Under xdist each worker adapts its own concurrency: the summary has the count only.
-        "llmeval rate limits: m1 answered 429 1 time"
+        "llmeval rate limits: m1 answered 429 1 time; at most 1 in flight"
         + ("" if workers else "; concurrency kept at 16"),
     ])  # fmt: skip
     assert openai_server.calls() == 3
@@ -325,13 +325,14 @@ def test_a_timeout_is_retried(
 
 
 @pytest.mark.parametrize(
-    ("reply", "message"),
+    ("reply", "attempts", "message"),
     [
-        (Reply(status=500, error_message="boom", headers={"retry-after-ms": "10"}),
+        (Reply(status=500, error_message="boom", headers={"retry-after-ms": "10"}), 3,
          "HTTP 500 from m1 (http://127.0.0.1:*/v1) after 3 attempts: boom"),
+        # 429s spend their own allowance (4 retries here), not --llm-max-retries.
         (Reply(status=429, error_message="Rate limit reached", headers={"Retry-After": "0.01"}),
-         "HTTP 429 from m1 (http://127.0.0.1:*/v1) after 3 attempts: Rate limit reached"),
-        (Reply(delay=3),
+         5, "HTTP 429 from m1 (http://127.0.0.1:*/v1) after 5 attempts: Rate limit reached"),
+        (Reply(delay=3), 3,
          "timed out after 0.3s at m1 (http://127.0.0.1:*/v1) after 3 attempts, *s in all"),
     ],
     ids=["500", "429", "timeout"],
@@ -341,15 +342,17 @@ def test_giving_up_after_the_retries_is_an_error_for_that_item_only(
     openai_server: OpenAIServer,
     llm_project: LLMProject,
     reply: Reply,
+    attempts: int,
     message: str,
 ) -> None:
     llm_project({"m1": lambda r: reply if "kettle" in r.last_user_content.lower() else oracle(r)},
-                ini='llmeval_max_retries = "2"\nllmeval_timeout = "0.3"')  # fmt: skip
+                ini='llmeval_max_retries = "2"\nllmeval_rate_limit_retries = "4"\n'
+                    'llmeval_timeout = "0.3"')  # fmt: skip
     result = pytester.runpytest()
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines([f"{KETTLE}: no answer: {message}"])
     kettle = [r for r in openai_server.requests if "kettle" in r.last_user_content.lower()]
-    assert len(kettle) == 3
+    assert len(kettle) == attempts
     assert not entry(pytester, "kettle").exists()  # failures are not recorded
 
 

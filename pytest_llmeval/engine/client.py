@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
+import email.utils
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -31,23 +34,50 @@ NO_KEY = "no-key-needed"
 OPENAI_URL = "https://api.openai.com/v1"
 
 
-class CallError(Exception):
-    """No answer could be had from the endpoint (after the SDK's retries): why, and the
-    HTTP attempts it took (and the 429s among them), which the run's figures count too."""
+@dataclass(frozen=True)
+class Retry:
+    """How a failed attempt may be tried again: after a 429 (``rate_limited``) or another
+    failure, and after the delay the endpoint asked for (``after``, seconds), if any."""
 
-    def __init__(self, message: str, *, attempts: int = 0, rate_limited: int = 0) -> None:
+    rate_limited: bool = False
+    after: float | None = None
+
+
+class CallError(Exception):
+    """No answer could be had from the endpoint: why, and the HTTP attempts it took (and
+    the 429s among them), which the run's figures count too. ``retry`` is set on a failed
+    attempt that may be tried again; ``in_flight`` is how many requests of its model were
+    in flight when its last attempt started, itself included."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int = 0,
+        rate_limited: int = 0,
+        retry: Retry | None = None,
+        in_flight: int = 0,
+    ) -> None:
         super().__init__(message)
         self.attempts = attempts
         self.rate_limited = rate_limited
+        self.retry = retry
+        self.in_flight = in_flight
 
     def __reduce__(self) -> tuple[Any, ...]:
-        again = functools.partial(CallError, attempts=self.attempts, rate_limited=self.rate_limited)
+        again = functools.partial(
+            CallError,
+            attempts=self.attempts,
+            rate_limited=self.rate_limited,
+            in_flight=self.in_flight,
+        )
         return again, (str(self),)
 
     def redacted(self, models: Iterable[ModelSpec]) -> CallError:
         """The same error with every key of ``models`` taken out of its message."""
         return CallError(redact(str(self), *models), attempts=self.attempts,
-                         rate_limited=self.rate_limited)  # fmt: skip
+                         rate_limited=self.rate_limited, retry=self.retry,
+                         in_flight=self.in_flight)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -62,6 +92,7 @@ class Completion:
     cached: bool = False
     attempts: int = 1
     rate_limited: int = 0  # attempts answered 429
+    in_flight: int = 0  # its model's requests in flight as its last attempt began, itself too
     # Wall-clock time the answer came in (or was replayed): where its run ends in LangSmith.
     finished_at: float = field(default_factory=time.time, compare=False)
 
@@ -153,11 +184,13 @@ ResponseHook = Callable[[Any], Awaitable[None]]
 
 
 def async_client(
-    model: ModelSpec, *, timeout: float, max_retries: int, on_response: ResponseHook
+    model: ModelSpec, *, timeout: float, on_response: ResponseHook
 ) -> openai.AsyncOpenAI:
-    """The SDK's client for a model: its retries (429, 5xx, timeouts; Retry-After honoured),
-    with every HTTP response shown to ``on_response`` (which adapts the model's concurrency).
-    The timeout is a deadline for each attempt, not only for each read from the socket."""
+    """The SDK's client for a model, with every HTTP response shown to ``on_response``
+    (which adapts the model's concurrency). It makes one attempt per call: the engine
+    retries, each attempt through the model's limit, so that a retry waits its turn there
+    as a new request does. The timeout is a deadline for each attempt, not only for each
+    read from the socket."""
     import openai
 
     seconds = model.timeout or timeout
@@ -168,14 +201,14 @@ def async_client(
     if model.provider == "azure":
         endpoint, version, key = _azure(model)
         return openai.AsyncAzureOpenAI(azure_endpoint=endpoint, api_version=version, api_key=key,
-                                       timeout=seconds, max_retries=max_retries,
+                                       timeout=seconds, max_retries=0,
                                        http_client=http,
                                        default_headers=model.headers() or None)  # fmt: skip
     return openai.AsyncOpenAI(
         api_key=model.api_key() or NO_KEY,
         base_url=model.base_url,
         timeout=seconds,
-        max_retries=max_retries,
+        max_retries=0,
         http_client=http,
         default_headers=model.headers() or None,
     )
@@ -299,38 +332,48 @@ def _http_library(client_class: type) -> ModuleType:
     raise RuntimeError(f"cannot tell the HTTP library of {client_class!r}")
 
 
-async def call(client: openai.AsyncOpenAI, request: LLMRequest) -> Completion:
-    """Send the request; the answer (every key of its model taken out of it), or CallError
-    saying why there is none (key redacted), with the attempts it took."""
+# Status codes worth another attempt, as the SDK has them: a request timeout, a lock
+# timeout, a rate limit, a server error.
+_RETRIED = frozenset({408, 409, 429})
+
+
+async def call(
+    client: openai.AsyncOpenAI, request: LLMRequest, *, attempt: int = 1, since: float = 0.0
+) -> Completion:
+    """Make attempt number ``attempt`` of the request (the first began at ``since``, a
+    ``time.perf_counter``); the answer (every key of its model taken out of it), or
+    CallError saying why there is none (key redacted), with ``retry`` set when another
+    attempt may succeed. Its message counts the attempts, as the last one's would."""
     import openai
 
     model = request.model
     attempts = _Attempts()
     token = _ATTEMPTS.set(attempts)
-    started = time.perf_counter()
+    started = since or time.perf_counter()
+    tries = f" after {attempt} attempts" if attempt > 1 else ""
     try:
         # Parameters go in extra_body: endpoints take ones the SDK's signature lacks
-        # (llama.cpp's repeat_penalty, top_k), which as keywords raise TypeError.
+        # (llama.cpp's repeat_penalty, top_k), which as keywords raise TypeError. The
+        # retry count is the SDK's header, which it would send had it retried itself.
         response = await client.chat.completions.create(
             model=model.model,
             messages=[{"role": m.role, "content": m.content} for m in request.messages],  # type: ignore[misc]
             extra_body=request.body(),
+            extra_headers={"x-stainless-retry-count": str(attempt - 1)},
         )
     except openai.APIStatusError as exc:
-        failure = (
-            f"HTTP {exc.status_code} from {_endpoint(model)}{_tries(attempts)}: {_message(exc)}"
-        )
-        raise _failed(failure, model, attempts) from None
+        failure = f"HTTP {exc.status_code} from {_endpoint(model)}{tries}: {_message(exc)}"
+        raise _failed(failure, model, attempts, _retry(exc)) from None
     except openai.APITimeoutError:
         waited = time.perf_counter() - started
         seconds = f"{client.timeout:g}s" if isinstance(client.timeout, float) else "the timeout"
-        failure = f"timed out after {seconds} at {_endpoint(model)}{_tries(attempts)}"
-        if attempts.count > 1:
+        failure = f"timed out after {seconds} at {_endpoint(model)}{tries}"
+        if attempt > 1:
             failure += f", {waited:.1f}s in all"
-        raise _failed(failure, model, attempts) from None
+        raise _failed(failure, model, attempts, Retry()) from None
     except openai.APIConnectionError as exc:
-        failure = f"cannot reach {_endpoint(model)}{_tries(attempts)}: {_why(exc)}"
-        raise _failed(failure, model, attempts) from None
+        failure = f"cannot reach {_endpoint(model)}{tries}: {_why(exc)}"
+        raise _failed(failure, model, attempts, Retry()) from None
     except Exception as exc:
         # The SDK lets a 200 whose body is not JSON through as a bare JSONDecodeError, and
         # a parameter the endpoint cannot take may fail inside it: whatever it is, it is
@@ -343,9 +386,54 @@ async def call(client: openai.AsyncOpenAI, request: LLMRequest) -> Completion:
     return _completion(response, latency, model, attempts)
 
 
-def _failed(failure: str, model: ModelSpec, attempts: _Attempts) -> CallError:
+def _failed(
+    failure: str, model: ModelSpec, attempts: _Attempts, retry: Retry | None = None
+) -> CallError:
     return CallError(redact(failure, model), attempts=attempts.count,
-                     rate_limited=attempts.rate_limited)  # fmt: skip
+                     rate_limited=attempts.rate_limited, retry=retry)  # fmt: skip
+
+
+def _retry(exc: openai.APIStatusError) -> Retry | None:
+    """Whether an HTTP error is worth another attempt, and when the endpoint said to make it."""
+    headers = exc.response.headers
+    told = headers.get("x-should-retry", "")  # the endpoint's own word, which the SDK obeys
+    status = exc.status_code
+    if told == "false" or (told != "true" and status not in _RETRIED and status < 500):
+        return None
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", body)
+    if isinstance(error, dict) and error.get("code") == "insufficient_quota":
+        return None  # a 429 that no wait ends: the account has run out of credit
+    return Retry(rate_limited=status == 429, after=retry_after(headers))
+
+
+# The longest wait an endpoint may ask for that is honoured as asked (the SDK's bound):
+# beyond it, the request waits this long, and no more, before its next attempt.
+MAX_RETRY_AFTER_S = 120.0
+
+
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds an answer asks the client to wait before it tries again: ``retry-after-ms``,
+    or ``Retry-After`` in seconds or as an HTTP date (``now``: the epoch time it is read
+    against); None when it says nothing readable. Never negative, at most
+    ``MAX_RETRY_AFTER_S``."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        text = (headers.get(name) or "").strip()
+        try:
+            seconds = float(text) * scale
+        except ValueError:
+            continue
+        if not math.isnan(seconds):
+            return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+    text = (headers.get("retry-after") or "").strip()
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000" in a date: UTC by RFC 5322, which HTTP dates are
+        when = when.replace(tzinfo=dt.UTC)
+    seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def _why(exc: BaseException) -> str:
@@ -359,10 +447,6 @@ def _why(exc: BaseException) -> str:
             return str(seen)
         seen = seen.__cause__ or seen.__context__
     return type(exc.__cause__ or exc).__name__
-
-
-def _tries(attempts: _Attempts) -> str:
-    return f" after {attempts.count} attempts" if attempts.count > 1 else ""
 
 
 def _completion(response: Any, latency: float, model: ModelSpec, attempts: _Attempts) -> Completion:

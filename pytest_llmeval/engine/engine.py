@@ -13,7 +13,9 @@ import asyncio
 import dataclasses
 import hashlib
 import math
+import random
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -22,7 +24,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pytest_llmeval.engine import client
 from pytest_llmeval.engine.budget import Budget, estimate_cost, estimate_tokens
 from pytest_llmeval.engine.cache import ResponseCache
-from pytest_llmeval.engine.client import CallError, Completion, LLMRequest, redact, redacted
+from pytest_llmeval.engine.client import (
+    CallError,
+    Completion,
+    LLMRequest,
+    Retry,
+    redact,
+    redacted,
+)
 from pytest_llmeval.engine.limits import AdaptiveLimit
 from pytest_llmeval.engine.share import RunShare
 
@@ -105,6 +114,7 @@ class Engine:
         concurrency: int,
         timeout: float,
         max_retries: int,
+        rate_limit_retries: int = 10,
         budget: Budget | None = None,
         share: RunShare | None = None,
         workers: int = 1,
@@ -114,6 +124,7 @@ class Engine:
         self.concurrency = concurrency
         self.timeout = timeout
         self.max_retries = max_retries
+        self.rate_limit_retries = rate_limit_retries
         self.budget = budget
         self.share = share
         self.workers = workers  # xdist workers sharing the run (concurrency is split)
@@ -320,18 +331,12 @@ class Engine:
     async def _run(self, request: LLMRequest, *, shared: bool) -> Completion | _Elsewhere:
         task = asyncio.current_task()
         assert task is not None
-        assert self._slots is not None
         self._tasks.add(task)
         share = self.share if shared else None
         try:
-            async with self._limit(request), self._slots:
-                if self._closing:  # a judge asked for while the run ends: not sent
-                    raise CallError("not sent: the run ended")
-                if share is not None:
-                    if not share.claim(self._item_key(request)):
-                        return ELSEWHERE
-                    self._claimed.add(task)
-                completion = await self._send(request)
+            completion = await self._send(request, share, task)
+            if isinstance(completion, _Elsewhere):
+                return completion
             await asyncio.to_thread(self._store, request, completion)  # off the event loop
         except CallError as exc:
             self._published(share, task, request, exc)
@@ -368,32 +373,100 @@ class Engine:
             why = exc.strerror or str(exc)  # the path is named already, relative
             self.unrecorded[request.key] = f"could not record the answer in {path}: {why}"
 
-    async def _send(self, request: LLMRequest) -> Completion:
+    async def _send(
+        self, request: LLMRequest, share: RunShare | None, task: asyncio.Task[Any]
+    ) -> Completion | _Elsewhere:
+        """Every attempt of the request, each through the model's limit and the run's slots:
+        a retry waits its turn there (ahead of new requests), so it goes at the model's pace.
+        A 429 spends the rate-limit allowance and waits what its Retry-After asks for (a
+        backoff without one); any other retried failure spends ``max_retries``."""
+        limit = self._limit(request)
+        assert self._slots is not None
         model = request.model.name
-        estimate = 0.0
-        if self.budget is not None:
-            estimate = estimate_cost(request) or 0.0
-            if not self.budget.reserve(estimate):
-                self.progress.add(model, done=1, errors=1)
-                raise CallError(f"not sent: it would take the spend past {self.budget.label} "
-                                f"(spent ${self.budget.spent:.4f} so far)")  # fmt: skip
+        attempts = rate_limited = failures = 0
+        started = 0.0
+        estimate: float | None = None  # reserved from the budget, once the first is sent
+        sent = False
         cost: float | None = 0.0  # a request that fails is not billed
         try:
-            completion = await client.call(self._client(request), request)
+            while True:
+                in_flight = await limit.acquire(retry=attempts > 0)
+                try:
+                    async with self._slots:
+                        if attempts == 0:
+                            first = self._first_attempt(request, share, task)
+                            if first is not None:
+                                return first
+                            estimate = self._reserve(request)
+                            started = time.perf_counter()
+                        began = limit.clock()
+                        sent = True
+                        try:
+                            completion = await client.call(
+                                self._client(request), request, attempt=attempts + 1,
+                                since=started,
+                            )  # fmt: skip
+                        except CallError as exc:
+                            error = exc
+                        else:
+                            break
+                finally:
+                    limit.release()
+                attempts += error.attempts
+                rate_limited += error.rate_limited
+                retry = error.retry
+                if retry is not None and retry.rate_limited:
+                    limit.limited(began)
+                    spent, allowed = rate_limited, self.rate_limit_retries
+                else:
+                    failures += 1
+                    spent, allowed = failures, self.max_retries
+                if retry is None or spent > allowed:
+                    final = CallError(str(error), attempts=attempts, rate_limited=rate_limited,
+                                      in_flight=in_flight)  # fmt: skip
+                    raise final.redacted(self._secret_holders(request))
+                await asyncio.sleep(_wait(retry, spent))
             # Its own model's key is out already; any other model's goes too.
-            completion = redacted(completion, self._secret_holders(request))
+            completion = dataclasses.replace(
+                redacted(completion, self._secret_holders(request)),
+                attempts=attempts + completion.attempts,
+                rate_limited=rate_limited + completion.rate_limited,
+                in_flight=in_flight,
+            )
             cost = completion.cost
-        except CallError as exc:
-            self.progress.add(model, done=1, errors=1)
-            raise exc.redacted(self._secret_holders(request)) from None
         except BaseException:
-            self.progress.add(model, done=1, errors=1)
+            if sent:  # (a budget refusal counts itself)
+                self.progress.add(model, done=1, errors=1)
             raise
         finally:
-            if self.budget is not None:
+            if self.budget is not None and estimate is not None:
                 self.budget.settle(estimate, cost)
         self.progress.add(model, done=1, spent=completion.cost or 0.0)
         return completion
+
+    def _first_attempt(
+        self, request: LLMRequest, share: RunShare | None, task: asyncio.Task[Any]
+    ) -> _Elsewhere | None:
+        """Before a request is first sent: not when the run ends, nor when another xdist
+        worker has claimed it (ELSEWHERE)."""
+        if self._closing:  # a judge asked for while the run ends: not sent
+            raise CallError("not sent: the run ended")
+        if share is not None:
+            if not share.claim(self._item_key(request)):
+                return ELSEWHERE
+            self._claimed.add(task)
+        return None
+
+    def _reserve(self, request: LLMRequest) -> float | None:
+        """The request's estimated cost, reserved from the budget (None without one)."""
+        if self.budget is None:
+            return None
+        estimate = estimate_cost(request) or 0.0
+        if not self.budget.reserve(estimate):
+            self.progress.add(request.model.name, done=1, errors=1)
+            raise CallError(f"not sent: it would take the spend past {self.budget.label} "
+                            f"(spent ${self.budget.spent:.4f} so far)")  # fmt: skip
+        return estimate
 
     def _secret_holders(self, request: LLMRequest) -> list[ModelSpec]:
         """The models whose keys are taken out of what comes back for ``request``."""
@@ -416,7 +489,7 @@ class Engine:
                 limit.observe(response.status_code, response.headers)
 
             self._clients[model.name] = client.async_client(
-                model, timeout=self.timeout, max_retries=self.max_retries, on_response=on_response
+                model, timeout=self.timeout, on_response=on_response
             )
         return self._clients[model.name]
 
@@ -441,6 +514,20 @@ class Engine:
         await asyncio.gather(*tasks, return_exceptions=True)
         for sdk in list(self._clients.values()):
             await sdk.close()
+
+
+# The backoff of an attempt whose failure names no wait, as the SDK's: 0.5 s doubling to
+# at most 8 s, each shortened by up to a quarter at random so that retries spread out.
+FIRST_BACKOFF_S = 0.5
+LONGEST_BACKOFF_S = 8.0
+
+
+def _wait(retry: Retry, spent: int) -> float:
+    """Seconds before the next attempt, the ``spent``-th retry of its kind."""
+    if retry.after is not None:
+        return retry.after
+    backoff = min(FIRST_BACKOFF_S * 2 ** (spent - 1), LONGEST_BACKOFF_S)
+    return float(backoff * (1 - 0.25 * random.random()))
 
 
 def _resolved(completion: Completion) -> Future[Completion | _Elsewhere]:

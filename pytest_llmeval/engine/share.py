@@ -52,6 +52,7 @@ class RunShare:
                 "error": str(outcome),
                 "attempts": outcome.attempts,
                 "rate_limited": outcome.rate_limited,
+                "in_flight": outcome.in_flight,
             }
             if isinstance(outcome, CallError)
             else {"completion": asdict(outcome)}
@@ -66,7 +67,8 @@ class RunShare:
             return None
         if "error" in payload:
             return CallError(payload["error"], attempts=payload.get("attempts", 0),
-                             rate_limited=payload.get("rate_limited", 0))  # fmt: skip
+                             rate_limited=payload.get("rate_limited", 0),
+                             in_flight=payload.get("in_flight", 0))  # fmt: skip
         return Completion(**payload["completion"])
 
     def claimant_alive(self, key: str) -> bool:

@@ -12,11 +12,11 @@ from typing import Protocol
 from pytest_llmeval.engine.engine import PlanRow
 from pytest_llmeval.engine.limits import AdaptiveLimit
 from pytest_llmeval.report import view
-from pytest_llmeval.report.view import GateLine, LineKind, pct, threshold_label
+from pytest_llmeval.report.view import GateLine, LineKind, pct, rate_limit_text, threshold_label
 from pytest_llmeval.results.baseline import Change
 from pytest_llmeval.results.comparison import Comparison
 from pytest_llmeval.results.gate import Decision, Failure
-from pytest_llmeval.results.records import Record, Summary
+from pytest_llmeval.results.records import Record, Summary, rate_limits
 
 
 class Writer(Protocol):
@@ -234,13 +234,11 @@ def write_engine_notes(
             f"llmeval judge: {sum(r.judge_calls for r in judged)} grades for {len(judged)} "
             f"answers, {replayed_judged} of those answers judged from recordings"
         )
-    refusals: dict[str, int] = {}
-    for record in called:
-        refusals[record.model] = refusals.get(record.model, 0) + record.rate_limited
-    for name, count in refusals.items():
-        if not count:
+    for met in rate_limits(called):
+        if not met.rate_limited:
             continue
-        line = f"llmeval rate limits: {name} answered 429 {count} time{'s' if count > 1 else ''}"
+        name = met.model
+        line = f"llmeval rate limits: {rate_limit_text(met)}"
         limit = limits.get(name)  # this process's (none on the xdist controller)
         if limit is not None and limit.lowest < limit.maximum:
             line += (

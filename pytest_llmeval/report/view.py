@@ -20,7 +20,7 @@ from pytest_llmeval.results.gate import (
     GateFailure,
     RegressionFailure,
 )
-from pytest_llmeval.results.records import Record, Summary
+from pytest_llmeval.results.records import RateLimits, Record, Summary
 
 LISTED = 10  # cases named in a gate failure's line
 
@@ -359,3 +359,10 @@ def miss_text(record: Record) -> str:
     if record.answer is not None:
         lines += ["answer:", "  " + " ".join(record.answer.split())]
     return "\n".join(lines)
+
+
+def rate_limit_text(limits: RateLimits) -> str:
+    """One model's 429s and the concurrency its requests reached."""
+    count = limits.rate_limited
+    return (f"{limits.model} answered 429 {count} time{'s' if count != 1 else ''}; "
+            f"at most {limits.most_in_flight} in flight")  # fmt: skip

@@ -37,6 +37,7 @@ class Record:
     cached: bool = False  # the answer was replayed from the response cache
     attempts: int = 0  # HTTP attempts made for it (0 when replayed)
     rate_limited: int = 0  # of those, answered 429
+    in_flight: int = 0  # its model's requests in flight as its last attempt began, itself too
     judge_calls: int = 0  # the judge's answers used to score it
     judge_cached: bool = False  # all of them replayed
     judge_cost: float | None = None  # what they cost (None: no judge, or no price)
@@ -68,6 +69,28 @@ class Record:
     @property
     def location(self) -> str:
         return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """How one model's rate limits were met over a run's called answers."""
+
+    model: str
+    called: int  # answers asked of the endpoint (errored ones too)
+    rate_limited: int  # 429s among their attempts
+    most_in_flight: int  # the most of its requests in flight at once (per xdist worker)
+
+
+def rate_limits(records: Iterable[Record]) -> list[RateLimits]:
+    """Per model, in the order first seen, over the records that were not replayed."""
+    found: dict[str, RateLimits] = {}
+    for r in records:
+        if r.cached or not r.attempts:
+            continue
+        seen = found.get(r.model, RateLimits(r.model, 0, 0, 0))
+        found[r.model] = RateLimits(r.model, seen.called + 1, seen.rate_limited + r.rate_limited,
+                                    max(seen.most_in_flight, r.in_flight))  # fmt: skip
+    return list(found.values())
 
 
 @dataclass(frozen=True)
