@@ -199,19 +199,8 @@ def async_client(
         event_hooks={"request": [_on_request], "response": [_on_response, on_response]},
     )
     if model.provider == "azure":
-        endpoint, version, key = _azure(model)
-        return openai.AsyncAzureOpenAI(azure_endpoint=endpoint, api_version=version, api_key=key,
-                                       timeout=seconds, max_retries=0,
-                                       http_client=http,
-                                       default_headers=model.headers() or None)  # fmt: skip
-    return openai.AsyncOpenAI(
-        api_key=model.api_key() or NO_KEY,
-        base_url=model.base_url,
-        timeout=seconds,
-        max_retries=0,
-        http_client=http,
-        default_headers=model.headers() or None,
-    )
+        return openai.AsyncAzureOpenAI(**_arguments(model, seconds, 0, http), **_azure(model))
+    return openai.AsyncOpenAI(**_arguments(model, seconds, 0, http), **_openai(model))
 
 
 def sync_client(model: ModelSpec, *, timeout: float, max_retries: int) -> openai.OpenAI:
@@ -222,28 +211,34 @@ def sync_client(model: ModelSpec, *, timeout: float, max_retries: int) -> openai
     seconds = model.timeout or timeout
     http = _deadline_clients().synchronous(deadline=seconds)
     if model.provider == "azure":
-        endpoint, version, key = _azure(model)
-        return openai.AzureOpenAI(azure_endpoint=endpoint, api_version=version, api_key=key,
-                                  timeout=seconds, max_retries=max_retries,
-                                  http_client=http,
-                                  default_headers=model.headers() or None)  # fmt: skip
-    return openai.OpenAI(
-        api_key=model.api_key() or NO_KEY,
-        base_url=model.base_url,
-        timeout=seconds,
-        max_retries=max_retries,
-        http_client=http,
-        default_headers=model.headers() or None,
-    )
+        return openai.AzureOpenAI(**_arguments(model, seconds, max_retries, http), **_azure(model))
+    return openai.OpenAI(**_arguments(model, seconds, max_retries, http), **_openai(model))
 
 
-def _azure(model: ModelSpec) -> tuple[str, str, str]:
+def _arguments(model: ModelSpec, seconds: float, max_retries: int, http: Any) -> dict[str, Any]:
+    """What every SDK client of a model is built with, whoever serves it."""
+    return {
+        "timeout": seconds,
+        "max_retries": max_retries,
+        "http_client": http,
+        "default_headers": model.headers() or None,
+    }
+
+
+def _openai(model: ModelSpec) -> dict[str, Any]:
+    return {"api_key": model.api_key() or NO_KEY, "base_url": model.base_url}
+
+
+def _azure(model: ModelSpec) -> dict[str, Any]:
     """The SDK's Azure client's own arguments (endpoint, API version, key): it sends the
     deployment (the request's model) in the path, the version in the query and the key as
     ``api-key``. The key is always given: left out, the SDK would read AZURE_OPENAI_API_KEY
     (or an AD token) whatever api_key_env says."""
-    endpoint, version = (model.azure_endpoint or "").strip(), (model.api_version or "").strip()
-    return endpoint, version, model.api_key() or NO_KEY
+    return {
+        "azure_endpoint": (model.azure_endpoint or "").strip(),
+        "api_version": (model.api_version or "").strip(),
+        "api_key": model.api_key() or NO_KEY,
+    }
 
 
 @dataclass(frozen=True)
