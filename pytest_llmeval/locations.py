@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -10,7 +11,13 @@ import pytest
 
 def relpath(config: pytest.Config, path: Path) -> str:
     """A path as the person who ran pytest can use it: relative to where pytest was started."""
-    return Path(os.path.relpath(path, config.invocation_params.dir)).as_posix()
+    return _relative(path, config.invocation_params.dir)
+
+
+# Each item asks for its file's path several times, and a run's items share few files.
+@functools.lru_cache(maxsize=4096)
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()
 
 
 def shown_id(item: pytest.Item) -> str:

@@ -272,8 +272,10 @@ def pytest_runtest_makereport(
         proposal = item.stash.get(PROPOSAL, None)
         if proposal is not None:
             report.llmeval_golden = proposal.to_dict()  # type: ignore[attr-defined]
-        # On the item, so the teardown report, whose properties --junitxml writes, has them.
-        item.user_properties.extend(junit.properties(record))
+        # On the item, so the teardown report, whose properties --junitxml writes, has them;
+        # only then: every report keeps a copy, some twenty a record, until the run ends.
+        if getattr(item.config.option, "xmlpath", None):
+            item.user_properties.extend(junit.properties(record))
     return report
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -68,3 +69,15 @@ def test_the_rate_limit_benchmark_meets_every_limit_without_an_error() -> None:
     # For each Retry-After style (seconds, date, none): no item errored, 429s counted.
     assert sum(line.startswith("PASS  ") for line in out.splitlines()) == 6, out
     assert out.count("skip  ") == 3, out  # the spans, judged at full size only
+
+
+def test_the_overhead_benchmark_runs_and_prints_each_ratio() -> None:
+    out = quick("overhead.py")
+    assert re.search(r"^0 of \d+ runs wrong$", out, re.MULTILINE), out
+    # Each ratio printed with its figures (judged at full size only).
+    assert re.search(r"\(a\) CPU per request: pytest-llmeval [\d.]+ ms, bare SDK [\d.]+ ms: "
+                     r"[\d.]+ x .* skip", out), out  # fmt: skip
+    assert re.search(r"\(a\) net of plain pytest .*: [\d.]+ ms against the SDK's: [\d.]+ x", out)
+    assert re.search(r"\(b\) replay wall: [\d.]+ s against plain pytest [\d.]+ s: [\d.]+ x", out)
+    assert re.search(r"\(b\) replay peak RSS: \d+ MB against plain pytest \d+ MB: [\d.]+ x", out)
+    assert re.search(r"\(c\) 10000 items replayed: [\d.]+ s wall, [\d.]+ s CPU, \d+ MB", out)

@@ -10,9 +10,11 @@ only for its own answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import math
+import queue
 import random
 import threading
 import time
@@ -105,6 +107,73 @@ class PlanRow:
         return self.requests - self.recorded
 
 
+class Recorder:
+    """Writes answers to the cache in a thread of its own, in batches: whatever has
+    arrived since the last batch is written at once, and the requests waiting for those
+    writes are woken together. One hand-off a batch, where a thread pool would take one
+    an answer (and several threads writing at once only contend for the interpreter)."""
+
+    def __init__(self, store: Callable[[LLMRequest, Completion], None]) -> None:
+        self._store = store
+        self._jobs: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def record(self, request: LLMRequest, completion: Completion) -> asyncio.Future[None]:
+        """From the engine's loop: a future done once the answer is written."""
+        loop = asyncio.get_running_loop()
+        if self._thread is None:
+            # A daemon, as the engine's thread: an interrupted run must be able to exit.
+            self._thread = threading.Thread(target=self._serve, name="llmeval-recorder",
+                                            args=(loop,), daemon=True)  # fmt: skip
+            self._thread.start()
+        written = loop.create_future()
+        self._jobs.put(_Write(request, completion, written))
+        return written
+
+    def close(self) -> None:
+        """Write what is queued, then stop (before the engine's loop closes)."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
+        stopping = False
+        while not stopping:
+            batch = [self._jobs.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._jobs.get_nowait())
+            stopping = None in batch
+            done: list[tuple[_Write, BaseException | None]] = []
+            for job in batch:
+                if job is None:
+                    continue
+                try:
+                    self._store(job.request, job.completion)
+                    done.append((job, None))
+                except Exception as exc:  # a bug: that item's error, as in the engine's loop
+                    done.append((job, exc))
+            loop.call_soon_threadsafe(_settle, done)
+
+
+@dataclass
+class _Write:
+    request: LLMRequest
+    completion: Completion
+    written: asyncio.Future[None]
+
+
+def _settle(done: list[tuple[_Write, BaseException | None]]) -> None:
+    for job, failure in done:
+        if job.written.done():  # its request was cancelled meanwhile
+            continue
+        if failure is None:
+            job.written.set_result(None)
+        else:
+            job.written.set_exception(failure)
+
+
 class Engine:
     def __init__(
         self,
@@ -140,6 +209,7 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._claimed: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._recorder = Recorder(self._store)
         # Every model configured or asked (judges too): no key of any of them is kept in an
         # answer, even one that comes before the model holding the key is first asked.
         self._models: dict[str, ModelSpec] = {}
@@ -300,6 +370,7 @@ class Engine:
         try:
             asyncio.run_coroutine_threadsafe(self._shutdown(interrupted), loop).result()
         finally:
+            self._recorder.close()
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
             loop.close()
@@ -337,7 +408,7 @@ class Engine:
             completion = await self._send(request, share, task)
             if isinstance(completion, _Elsewhere):
                 return completion
-            await asyncio.to_thread(self._store, request, completion)  # off the event loop
+            await self._recorder.record(request, completion)  # off the event loop
         except CallError as exc:
             self._published(share, task, request, exc)
             raise
