@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import configparser
 import json
+import os
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -109,7 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _interchange_commands(commands)
     _merge_command(commands)
     args = parser.parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except BrokenPipeError:
+        # The reader went first (`llmeval schema | head`): no traceback, and none at exit
+        # when Python flushes the standard output it can no longer write to.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _merge_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -418,15 +425,16 @@ def _validate_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     check.add_argument(
         "--config",
         type=Path,
-        default=Path("pyproject.toml"),
-        help="pyproject.toml with [tool.llmeval.models] (default: ./pyproject.toml)",
+        default=None,
+        help="pyproject.toml with [tool.llmeval.models] (default: the nearest one above the "
+        "paths, as pytest finds its configuration)",
     )
     check.set_defaults(run=_validate)
 
 
 def _validate(args: argparse.Namespace) -> int:
     try:
-        table = load_model_table(args.config)
+        table = load_model_table(args.config or _nearest_pyproject(args.paths))
     except ConfigError as exc:
         print(f"llmeval: {exc}", file=sys.stderr)
         return 2
@@ -439,6 +447,17 @@ def _validate(args: argparse.Namespace) -> int:
         print(problem)
     print(found.summary())
     return 1 if found.problems else 0
+
+
+def _nearest_pyproject(paths: list[Path]) -> Path | None:
+    """The pyproject.toml in the paths' common folder or the nearest above it (the current
+    folder's without paths): the one `pytest PATHS` reads its configuration from."""
+    start = Path.cwd()
+    if paths:
+        folders = [str((p if p.is_dir() else p.parent).resolve()) for p in paths]
+        start = Path(os.path.commonpath(folders))
+    return next((d / "pyproject.toml" for d in (start, *start.parents)
+                 if (d / "pyproject.toml").is_file()), None)  # fmt: skip
 
 
 def _testpaths(root: Path) -> list[Path]:

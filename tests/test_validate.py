@@ -51,9 +51,13 @@ def project(tmp_path: Path, files: dict[str, str], models: str = "") -> Path:
 
 
 def test_the_example_suite_has_no_problems() -> None:
-    result = llmeval("validate", "example_suite", "--config", "example_suite/pyproject.toml",
-                     cwd=ROOT)  # fmt: skip
+    # Its model table (the judge's model) is in the pyproject.toml beside it, as pytest finds.
+    result = llmeval("validate", "example_suite", cwd=ROOT)
     assert (result.returncode, result.stdout) == (0, "2 suites, 120 cases: no problems\n")
+    # Read from elsewhere, the judge is unknown.
+    other = llmeval("validate", "example_suite", "--config", "pyproject.toml", cwd=ROOT)
+    assert other.returncode == 1
+    assert "`scoring.judge.model: gemma-judge` is not in [tool.llmeval.models]" in other.stdout
 
 
 def test_every_broken_file_is_each_problem_at_its_line(tmp_path: Path) -> None:
@@ -214,3 +218,16 @@ def test_the_readmes_first_suite_has_no_problems(tmp_path: Path) -> None:
     (tmp_path / "first.llmeval.yaml").write_text(readme[start : readme.index("```", start)])
     result = llmeval("validate", "first.llmeval.yaml", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, "1 suite, 1 case: no problems\n")
+
+
+def test_the_schema_piped_into_a_reader_that_stopped_is_no_traceback() -> None:
+    """`llmeval schema | head`: the reader has closed the pipe before the schema is written."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        shown = subprocess.run([sys.executable, "-m", "pytest_llmeval.cli", "schema"],
+                               stdout=write, stderr=subprocess.PIPE, text=True, check=False)  # fmt: skip
+    finally:
+        os.close(write)
+    assert "Traceback" not in shown.stderr, shown.stderr
+    assert shown.returncode == 1
