@@ -460,3 +460,32 @@ def test_a_hang_and_a_trickle_let_go_when_the_client_goes(
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert threading.active_count() <= before  # its handler thread ended with the client
+
+
+def test_an_answer_another_worker_recorded_in_this_run_is_not_a_replay(
+    openai_server: OpenAIServer, tmp_path: Path
+) -> None:
+    """Two xdist workers, one cache: the first sends and records the request; the second
+    comes to it after the recording exists, and must see this run's answer (from the share),
+    not a replay of an old one."""
+    openai_server.on("m1", '{"n": 1}')
+    share = RunShare(tmp_path / "share")
+    share.directory.mkdir()
+
+    def worker() -> Engine:
+        return Engine(ResponseCache(tmp_path / "cache", "cache"), mode="new", concurrency=4,
+                      timeout=60.0, max_retries=1, rate_limit_retries=2, share=share,
+                      workers=2)  # fmt: skip
+
+    first, second = worker(), worker()
+    try:
+        sent = first.answer(first.start(request_for(spec(openai_server))))
+        assert not sent.cached
+        assert list((tmp_path / "cache").rglob("*.json"))  # recorded before the second asks
+        shared = second.answer(second.start(request_for(spec(openai_server))))
+    finally:
+        first.close()
+        second.close()
+    assert not shared.cached
+    assert shared.text == sent.text
+    assert openai_server.calls() == 1

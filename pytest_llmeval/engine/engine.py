@@ -286,6 +286,10 @@ class Engine:
         None (ask the model); and a note for the item when its recording is unreadable."""
         if self.mode == "all":
             return None, ""
+        if self.share is not None and self.share.claimed(self._item_key(request)):
+            # Asked in this run by another worker, which may have recorded it already: its
+            # answer is this run's (not a replay), from the share.
+            return None, ""
         model = request.model.name
         lookup = self.cache.load(request)
         if lookup.completion is not None:

@@ -46,6 +46,10 @@ class RunShare:
             mine.unlink()
         return True
 
+    def claimed(self, key: str) -> bool:
+        """Whether a process of this run has claimed the key (and so will publish it)."""
+        return (self.directory / f"{key}.claim").exists()
+
     def publish(self, key: str, outcome: Completion | CallError) -> None:
         payload: dict[str, Any] = (
             {
