@@ -44,11 +44,12 @@ REPLAY_VS_PLAIN = 1.5
 PEAK_LIMIT_MB = 300.0
 FAULTS_VS_CLEAN = 2.0
 
-# Runs pytest in this very process, as `python -m pytest` would, and at exit writes the
-# process's peak resident set (kB) to the file named by its first argument. VmHWM is read rather
-# than ru_maxrss: on Linux, ru_maxrss of an exec'd child starts at its parent's peak (the kernel
-# carries the old image's high-water mark across exec), so it would report this script's own
-# size, server and all. VmHWM belongs to the new process image only. Linux only, like /proc.
+# Runs a module (`-m pytest`) or a script in this very process, as `python` would, and at
+# exit writes the process's peak resident set (kB) to the file named by its first argument.
+# VmHWM is read rather than ru_maxrss: on Linux, ru_maxrss of an exec'd child starts at its
+# parent's peak (the kernel carries the old image's high-water mark across exec), so it
+# would report this script's own size, server and all. VmHWM belongs to the new process
+# image only. Linux only, like /proc.
 PEAK_RSS_WRAPPER = """
 import atexit, runpy, sys
 peak_file = sys.argv.pop(1)
@@ -58,7 +59,12 @@ def write_peak():
     with open(peak_file, "w") as out:
         out.write(kb)
 atexit.register(write_peak)
-runpy.run_module("pytest", run_name="__main__", alter_sys=True)
+if sys.argv[1] == "-m":
+    del sys.argv[1]
+    runpy.run_module(sys.argv.pop(1), run_name="__main__", alter_sys=True)
+else:
+    sys.argv.pop(0)
+    runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 # Flags every run shares; pytest-randomly would reorder items, so it is off when installed.
@@ -147,20 +153,21 @@ class FaultyModel:
 # -- projects and runs ---------------------------------------------------------------------
 
 
-def write_suite_project(directory: Path, cases: int, models: int, server_url: str) -> int:
-    """A suite of ``cases`` cases run on ``models`` models; returns the number of items."""
-    directory.mkdir()
-    lines = [
-        "suite: bench",
-        "prompt:",
-        "  system: Return the JSON.",
-        '  user: "{n}"',
-        "response_format: json",
-        "cases:",
-    ]
+def suite_text(name: str, cases: int) -> str:
+    """A suite of ``cases`` cases: case n sends n and expects {"n": n}."""
+    lines = [f"suite: {name}", "prompt:", "  system: Return the JSON.", '  user: "{n}"',
+             "response_format: json", "cases:"]  # fmt: skip
     for n in range(cases):
         lines += [f"  - id: c{n}", f"    inputs: {{n: {n}}}", f"    expected: {{n: {n}}}"]
-    (directory / "bench.llmeval.yaml").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def write_suite_project(
+    directory: Path, cases: int, models: int, server_url: str, concurrency: int = CONCURRENCY
+) -> int:
+    """A suite of ``cases`` cases run on ``models`` models; returns the number of items."""
+    directory.mkdir()
+    (directory / "bench.llmeval.yaml").write_text(suite_text("bench", cases))
 
     names = [f"m{i}" for i in range(models)]
     toml = [f'[tool.pytest.ini_options]\nllmeval_models = "{",".join(names)}"\n']
@@ -171,7 +178,7 @@ def write_suite_project(directory: Path, cases: int, models: int, server_url: st
             f'base_url = "{server_url}"\n'
             "params = {temperature = 0}\n"
             "price = {input_per_1k = 0.001, output_per_1k = 0.002}\n"
-            f"concurrency = {CONCURRENCY}\n"
+            f"concurrency = {concurrency}\n"
         )
     (directory / "pyproject.toml").write_text("\n".join(toml))
     return cases * models
@@ -190,13 +197,19 @@ def write_plain_project(directory: Path, tests: int) -> int:
     return tests
 
 
-def child_environment() -> dict[str, str]:
+def child_environment(pycache: Path | None = None) -> dict[str, str]:
     """This environment, minus the caller's PYTEST_* settings, running this checkout's plugin.
 
     The repo root goes first on PYTHONPATH so the plugin measured is the working tree's,
-    whatever copy the installed entry point would otherwise import.
+    whatever copy the installed entry point would otherwise import. With ``pycache``,
+    bytecode is cached there (not beside the sources), as in a usual setup: without it
+    every run compiles every module, and pytest rewrites the assertions of every plugin's
+    modules, a cost both sides of a ratio would pay and neither owns.
     """
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 
@@ -217,7 +230,8 @@ def run_pytest(
 ) -> Run:
     peak_file = directory.parent / f"{directory.name}.peak-kb"
     peak_file.unlink(missing_ok=True)
-    command = [sys.executable, "-c", PEAK_RSS_WRAPPER, str(peak_file), *COMMON_FLAGS, *flags]
+    command = [sys.executable, "-c", PEAK_RSS_WRAPPER, str(peak_file), "-m", "pytest",
+               *COMMON_FLAGS, *flags]  # fmt: skip
     server.clear_requests()
     print(f"  {label} ...", end="", flush=True)
     start = time.perf_counter()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import re
 import resource
 import statistics
@@ -35,32 +34,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the test server lives in the repo's tests package
 
+from benchmarks.engine import (  # noqa: E402
+    PEAK_RSS_WRAPPER,
+    child_environment,
+    write_plain_project,
+    write_suite_project,
+)
 from tests.openai_server import OpenAIServer, Reply, Request  # noqa: E402
 
 CONCURRENCY = 64
 LIVE_VS_SDK = 1.3
 REPLAY_VS_PLAIN = 1.3
 PEAK_VS_PLAIN = 1.5
-
-# Runs the command's Python code in this very process and at exit writes the process's
-# peak resident set (kB) to the file named by its first argument. VmHWM rather than
-# ru_maxrss: on Linux an exec'd child's ru_maxrss starts at its parent's peak.
-PEAK_RSS_WRAPPER = """
-import atexit, runpy, sys
-peak_file = sys.argv.pop(1)
-def write_peak():
-    with open("/proc/self/status") as status:
-        kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-    with open(peak_file, "w") as out:
-        out.write(kb)
-atexit.register(write_peak)
-if sys.argv[1] == "-m":
-    del sys.argv[1]
-    runpy.run_module(sys.argv.pop(1), run_name="__main__", alter_sys=True)
-else:
-    sys.argv.pop(0)
-    runpy.run_path(sys.argv[0], run_name="__main__")
-"""
 
 # The bare SDK, as a person would write it: every request at once under a semaphore.
 SDK_SCRIPT = """
@@ -119,54 +104,6 @@ class Run:
 def right_answer(request: Request) -> Reply:
     """The suite sends n as the whole user message and expects {"n": n} back, at once."""
     return Reply(content=json.dumps({"n": int(request.last_user_content)}))
-
-
-def write_suite_project(directory: Path, cases: int, server_url: str) -> None:
-    directory.mkdir()
-    lines = [
-        "suite: bench",
-        "prompt:",
-        "  system: Return the JSON.",
-        '  user: "{n}"',
-        "response_format: json",
-        "cases:",
-    ]
-    for n in range(cases):
-        lines += [f"  - id: c{n}", f"    inputs: {{n: {n}}}", f"    expected: {{n: {n}}}"]
-    (directory / "bench.llmeval.yaml").write_text("\n".join(lines) + "\n")
-    (directory / "pyproject.toml").write_text(
-        '[tool.pytest.ini_options]\nllmeval_models = "m0"\n\n'
-        "[tool.llmeval.models.m0]\n"
-        'model = "m0"\n'
-        f'base_url = "{server_url}"\n'
-        "params = {temperature = 0}\n"
-        f"concurrency = {CONCURRENCY}\n"
-    )
-
-
-def write_plain_project(directory: Path, tests: int) -> None:
-    directory.mkdir()
-    (directory / "test_plain.py").write_text(
-        "import pytest\n\n\n"
-        f'@pytest.mark.parametrize("i", range({tests}))\n'
-        "def test_x(i):\n"
-        "    assert i >= 0\n"
-    )
-    (directory / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
-
-
-def child_environment(pycache: Path) -> dict[str, str]:
-    """This environment minus PYTEST_* settings, with this checkout's plugin first.
-
-    Bytecode is cached (in ``pycache``, not beside the sources), as in a usual setup:
-    without it every run compiles every module, and pytest rewrites the assertions of
-    every plugin's modules, a cost both sides of a ratio would pay and neither owns.
-    """
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(pycache)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
 
 
 def children_cpu() -> float:
@@ -228,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warm_up(root)
         server.on_any(right_answer)
         live, sdk_dir = root / "live", root / "sdk"
-        write_suite_project(live, size.requests, server.url)
+        write_suite_project(live, size.requests, 1, server.url, CONCURRENCY)
         sdk_dir.mkdir()
         (sdk_dir / "sdk.py").write_text(SDK_SCRIPT)
         sdk_args = ["sdk.py", server.url, str(size.requests), str(CONCURRENCY)]
@@ -244,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"(b) {size.replay_items} items replayed against plain pytest")
         many, plain = root / "replay", root / "plain"
-        write_suite_project(many, size.replay_items, server.url)
+        write_suite_project(many, size.replay_items, 1, server.url, CONCURRENCY)
         write_plain_project(plain, size.replay_items)
         runs.append(run("record them", many, pytest_args(*record), size.replay_items))
         replay_runs, plain_runs = [], []
@@ -255,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"(c) {size.large_items} items replayed")
         large = root / "large"
-        write_suite_project(large, size.large_items, server.url)
+        write_suite_project(large, size.large_items, 1, server.url, CONCURRENCY)
         runs.append(run("record them", large, pytest_args(*record), size.large_items))
         large_run = run("replay", large, pytest_args(*replay), size.large_items)
         runs.append(large_run)

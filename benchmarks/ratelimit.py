@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the test server lives in the repo's tests package
 
-from benchmarks.engine import child_environment, last_summary_line  # noqa: E402
+from benchmarks.engine import child_environment, last_summary_line, suite_text  # noqa: E402
 from tests.openai_server import OpenAIServer, Reply, Request, RetryAfterStyle  # noqa: E402
 
 RATE = 20.0  # requests a second the endpoint allows
@@ -92,11 +92,7 @@ def serve(server: OpenAIServer, style: RetryAfterStyle) -> Span:
 
 def write_project(directory: Path, cases: int, url: str) -> None:
     directory.mkdir(parents=True)
-    lines = ["suite: limited", "prompt:", "  system: Return the JSON.", '  user: "{n}"',
-             "response_format: json", "cases:"]  # fmt: skip
-    for n in range(cases):
-        lines += [f"  - id: c{n}", f"    inputs: {{n: {n}}}", f"    expected: {{n: {n}}}"]
-    (directory / "limited.llmeval.yaml").write_text("\n".join(lines) + "\n")
+    (directory / "limited.llmeval.yaml").write_text(suite_text("limited", cases))
     (directory / "pyproject.toml").write_text(
         f'[tool.pytest.ini_options]\nllmeval_models = "m"\n\n'
         f'[tool.llmeval.models.m]\nmodel = "m"\nbase_url = "{url}"\n'

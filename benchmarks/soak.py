@@ -34,7 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the test server lives in the repo's tests package
 
-from benchmarks.engine import child_environment, last_summary_line  # noqa: E402
+from benchmarks.engine import child_environment, last_summary_line, suite_text  # noqa: E402
 from tests.openai_server import (  # noqa: E402
     FaultPlan,
     Faulty,
@@ -110,11 +110,7 @@ class Run:
 
 def write_project(directory: Path, cases: int, url: str) -> list[Item]:
     directory.mkdir(parents=True)
-    lines = ["suite: soak", "prompt:", "  system: Return the JSON.", '  user: "{n}"',
-             "response_format: json", "cases:"]  # fmt: skip
-    for n in range(cases):
-        lines += [f"  - id: c{n}", f"    inputs: {{n: {n}}}", f"    expected: {{n: {n}}}"]
-    (directory / "soak.llmeval.yaml").write_text("\n".join(lines) + "\n")
+    (directory / "soak.llmeval.yaml").write_text(suite_text("soak", cases))
     toml = [f'[tool.pytest.ini_options]\nllmeval_models = "{",".join(MODELS)}"\n']
     for name in MODELS:
         toml.append(f'[tool.llmeval.models.{name}]\nmodel = "{name}"\nbase_url = "{url}"\n'
