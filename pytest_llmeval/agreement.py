@@ -18,15 +18,15 @@ from pytest_llmeval.suite.rules import JudgeConfig
 from pytest_llmeval.support.problems import ConfigError, Problem
 from pytest_llmeval.support.schema import (
     SchemaPath,
+    lazy_validator,
     load_schema,
     node_at,
     schema_problems,
-    validator,
 )
 from pytest_llmeval.support.yamlfile import line_of, read_yaml
 
 SCHEMA = load_schema("pytest_llmeval", "labels.schema.json")
-CHECK = validator(SCHEMA)
+CHECK = lazy_validator(SCHEMA)
 
 
 class LabelFileError(ConfigError):
@@ -81,7 +81,7 @@ def load_labels(path: Path) -> LabelSet:
         where = "" if label is None else f"label {label!r}: "
         return Problem(where + text, file, line_of(node_at(root, at, key)))
 
-    problems = [problem(p.path, p.text, p.key) for p in schema_problems(CHECK, data, _what)]
+    problems = [problem(p.path, p.text, p.key) for p in schema_problems(CHECK(), data, _what)]
     if problems:
         raise LabelFileError(*problems)
     labels: list[Label] = []

@@ -12,14 +12,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pytest_llmeval.support.problems import ConfigError, Problem
-from pytest_llmeval.support.schema import SchemaPath, load_schema, schema_problems, validator
+from pytest_llmeval.support.schema import SchemaPath, lazy_validator, load_schema, schema_problems
 
 SchemaStyle = Literal["json_schema", "json_object"]
 
 # The shape of a model's table: its keys, their types and values. The rules no schema
 # says (Azure's keys, prices genai-prices must know, `${NAME}` set) are in code below.
 SCHEMA = load_schema("pytest_llmeval", "models.schema.json")
-CHECK = validator(SCHEMA)
+CHECK = lazy_validator(SCHEMA)
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 Provider = Literal["openai", "azure"]
@@ -226,7 +226,7 @@ def _entry_problems(name: str, entry: Any) -> list[str]:
     where = f"[tool.llmeval.models.{name}]"
     if not isinstance(entry, dict):
         return [f"{where} must be a table"]
-    shape = [f"{where}: {found.text}" for found in schema_problems(CHECK, entry, _what)]
+    shape = [f"{where}: {found.text}" for found in schema_problems(CHECK(), entry, _what)]
     # Every variable a table reads is named at once, whatever else is wrong with it.
     problems = shape + [f"{where} {text}" for text in _expand_entry(entry, os.environ).problems]
     if shape:  # the rules below read values of the shape the schema gives

@@ -4,6 +4,8 @@ own package or from a layer below it (docs/architecture.md draws the layers)."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pytest_llmeval"
@@ -94,3 +96,16 @@ def test_the_check_sees_arrows_back(tmp_path: Path) -> None:
         "pytest_llmeval.support.text:1 imports pytest_llmeval.engine.client: engine is not "
         "below support",
     ]
+
+
+def test_the_plugin_imports_no_library_only_some_runs_need() -> None:
+    """The plugin is imported by every pytest run in a project that has it installed: the
+    libraries of one feature each (fuzzy_list's matching, the file schemas, round-trip YAML,
+    the price list) are imported when first needed, not at start-up."""
+    code = (
+        "import sys, pytest_llmeval.plugin; "
+        "print(sorted(m for m in ('scipy', 'jsonschema', 'ruamel', 'genai_prices') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

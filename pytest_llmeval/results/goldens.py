@@ -11,8 +11,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pytest_llmeval.suite.goldens import GoldenFileError, rewrite_file
-
 # This answer against the case's golden: passed or missed it, no golden to judge it by
 # (`new`), or no answer (the item errored).
 Kind = Literal["pass", "miss", "new", "error"]
@@ -103,6 +101,10 @@ def choose(proposals: Iterable[Proposal], mode: str) -> list[Choice]:
 def write(choices: Iterable[Choice]) -> Plan:
     """Each file's chosen goldens written into it; a case the file no longer lets be
     rewritten, or a file that cannot be, becomes a skipped case with the reason."""
+    # Here, not at the top: ruamel.yaml would be imported by every pytest run, and only a
+    # run that updates goldens writes any.
+    from pytest_llmeval.suite.goldens import GoldenFileError, rewrite_file
+
     chosen = list(choices)
     by_file: dict[str, dict[str, Any]] = {}
     shown: dict[str, str] = {}

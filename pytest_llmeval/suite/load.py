@@ -19,11 +19,9 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from pytest_llmeval.suite.model import Case, Message, ResponseFormat, Suite, template_variables
 from pytest_llmeval.suite.rules import FieldRule, JudgeConfig, Scoring
@@ -31,6 +29,7 @@ from pytest_llmeval.support.bounds import over_limit
 from pytest_llmeval.support.problems import ConfigError, Problem
 from pytest_llmeval.support.schema import (
     SchemaPath,
+    lazy_validator,
     load_schema,
     node_at,
     schema_problems,
@@ -39,8 +38,11 @@ from pytest_llmeval.support.schema import (
 from pytest_llmeval.support.text import shorten
 from pytest_llmeval.support.yamlfile import MARKER_TAGS, line_of, read_yaml, shown_value
 
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+
 SCHEMA = load_schema("pytest_llmeval.suite", "suite.schema.json")
-SCHEMA_CHECK = validator(SCHEMA)
+SCHEMA_CHECK = lazy_validator(SCHEMA)
 # What other code needs to know of the format, read from its one description.
 ROLES = frozenset(SCHEMA["$defs"]["message"]["properties"]["role"]["enum"])
 CASE_ID = re.compile(SCHEMA["$defs"]["case"]["properties"]["id"]["pattern"])
@@ -157,7 +159,7 @@ class _SuiteReader:
             return None
         self.root, value = root, self.values[root]
         self.data: dict[Any, Any] = value if isinstance(value, dict) else {}
-        for found in schema_problems(SCHEMA_CHECK, value, _what):
+        for found in schema_problems(SCHEMA_CHECK(), value, _what):
             self.wrong.append(found.path)
             self.problem(found.path, found.text, found.key)
         self.duplicate_keys(root)
@@ -275,6 +277,9 @@ class _SuiteReader:
         if not _is_json_like(value):
             self.problem(("response_format",), "`response_format` must be a JSON schema")
             return ResponseFormat()
+        from jsonschema import Draft202012Validator  # on first need: see support.schema
+        from jsonschema.exceptions import SchemaError
+
         try:
             Draft202012Validator.check_schema(value)
         except SchemaError as exc:

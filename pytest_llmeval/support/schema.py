@@ -8,17 +8,20 @@ that knows where each value was written (the YAML node tree) turns the path into
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 
 from pytest_llmeval.support.text import did_you_mean, shorten
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 SchemaPath = tuple[str | int, ...]
 
@@ -47,7 +50,16 @@ def load_schema(package: str, name: str) -> dict[str, Any]:
 
 
 def validator(schema: dict[str, Any]) -> Draft202012Validator:
+    # Imported here: jsonschema takes a twentieth of a second to import, and the plugin is
+    # imported by every pytest run, most of which load no file it checks.
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(schema)
+
+
+def lazy_validator(schema: dict[str, Any]) -> Callable[[], Draft202012Validator]:
+    """The schema's validator, built when first asked for (and jsonschema imported then)."""
+    return functools.cache(lambda: validator(schema))
 
 
 def schema_problems(
