@@ -298,8 +298,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     decision = run_of(config).decision
     cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
-    sharded = run_of(config).settings.shard is not None  # a part's gate fails nothing
-    if decision is None or not decision.failures or cache is None or sharded:
+    if decision is None or not run_of(config).gate_failed or cache is None:
         return
     nodeids = run_of(config).nodeids
     failed: dict[str, bool] = cache.get("cache/lastfailed", {})
@@ -353,9 +352,7 @@ class ResultsCollector:
             return
         decision = run.decide()
         ran_nothing = self.config.option.collectonly or run.settings.dry_run
-        # A shard's figures are a part of the run's: the gate is the merged run's to decide.
-        gated = decision.failures and run.settings.shard is None
-        failed = gated or (ran_nothing and run.invalid)
+        failed = run.gate_failed or (ran_nothing and run.invalid)
         mode = run.settings.update_goldens
         if mode is not None and not self.config.option.collectonly:
             if session.exitstatus == pytest.ExitCode.INTERRUPTED:
@@ -390,16 +387,9 @@ class ResultsCollector:
     def pytest_unconfigure(self) -> None:
         # --junitxml's file is written at the session's end; the gate is decided then too.
         xmlpath = getattr(self.config.option, "xmlpath", None)
-        decision = run_of(self.config).decision
-        sharded = run_of(self.config).settings.shard is not None  # a part's gate fails nothing
-        if (
-            decision is not None
-            and decision.failures
-            and not sharded
-            and xmlpath
-            and Path(xmlpath).is_file()
-        ):
-            junit.mark_gated_misses(Path(xmlpath), decision)
+        run = run_of(self.config)
+        if run.decision is not None and run.gate_failed and xmlpath and Path(xmlpath).is_file():
+            junit.mark_gated_misses(Path(xmlpath), run.decision)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         run = run_of(self.config)

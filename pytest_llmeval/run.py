@@ -226,6 +226,12 @@ class Run:
         )
         return self.decision
 
+    @property
+    def gate_failed(self) -> bool:
+        """Whether the gate fails this process's run: never for a shard, whose figures are
+        a part of the run's (the merged run's `llmeval gate` decides)."""
+        return bool(self.decision and self.decision.failures) and self.settings.shard is None
+
 
 def config_file(config: pytest.Config) -> Path:
     """The pyproject.toml holding [tool.llmeval]: the ini file if it is one, else the rootdir's."""
