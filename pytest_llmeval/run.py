@@ -146,21 +146,20 @@ class Run:
         """Run a wait that redraws the progress line (when there is one), erased after; on
         an xdist worker, a wait the controller's interrupt ends."""
         share, progress = self.share, self.progress
-        if share is not None:
-
-            def tick() -> None:
-                if share.stopped():
-                    raise KeyboardInterrupt("the run was interrupted")
-                if progress is not None:
-                    progress.tick()
-
-            return waiting(tick)
-        if progress is None:
+        if share is None and progress is None:
             return waiting(None)
+
+        def tick() -> None:
+            if share is not None and share.stopped():
+                raise KeyboardInterrupt("the run was interrupted")
+            if progress is not None:
+                progress.tick()
+
         try:
-            return waiting(progress.tick)
+            return waiting(tick)
         finally:
-            progress.clear()
+            if progress is not None:
+                progress.clear()
 
     def rate_limits(self) -> dict[str, AdaptiveLimit]:
         """This process's per-model limits (none on the xdist controller, which calls nothing)."""
