@@ -156,7 +156,7 @@ class CaseItem(pytest.Item):
             model=self.model,
             messages=tuple(self.suite.render(self.case)),
             response_format=self.suite.response_format,
-            group=self.suite.name,
+            group=self.suite.answers_group,
             name=self.case.id,
             repeat=self.repeat,
             pinned=True,

@@ -17,6 +17,8 @@ from pytest_llmeval.engine.client import CallError, Completion, LLMRequest
 from pytest_llmeval.engine.share import RunShare
 from pytest_llmeval.models import ModelSpec, Price
 from pytest_llmeval.suite.model import Message, ResponseFormat
+from tests.conftest import REVIEWS, LLMProject, oracle
+from tests.openai_server import OpenAIServer
 
 MODEL = ModelSpec(
     name="local",
@@ -167,3 +169,29 @@ def test_one_claim_per_request_and_a_dead_claimant_is_seen(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "k1.claim", "k1.done", "k2.claim", "k2.done", "k3.claim"
     ]  # fmt: skip
+
+
+def test_a_borrowing_suite_scores_the_answers_of_the_suite_it_borrows(
+    llm_project: LLMProject, pytester: pytest.Pytester, openai_server: OpenAIServer
+) -> None:
+    # Two suites over the same prompt and cases (`cases_from`): the same questions, asked
+    # once a run and recorded once, under the suite whose cases they are.
+    llm_project({"m1": oracle}, ini='llmeval_record = "new"')
+    pytester.makefile(
+        ".llmeval.yaml",
+        fielded="suite: reviews-fielded\ncases_from: reviews.llmeval.yaml\n"
+        "scoring: {method: fields, fields: {product: normalized}}\n",
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.parseoutcomes() == {"passed": 2 * len(REVIEWS)}
+    assert openai_server.calls("m1") == len(REVIEWS)
+    cache = pytester.path / "llmeval-cache"
+    assert sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*.json")) == sorted(
+        f"reviews/{case}.m1.json" for case in REVIEWS
+    )
+    # Replayed alone, the borrowing suite finds them there.
+    result = pytester.runpytest(
+        "fielded.llmeval.yaml", "--llm-record=none", "-p", "no:cacheprovider"
+    )
+    assert result.parseoutcomes() == {"passed": len(REVIEWS)}
+    assert openai_server.calls("m1") == len(REVIEWS)

@@ -38,6 +38,8 @@ from pytest_llmeval.engine.limits import AdaptiveLimit
 from pytest_llmeval.engine.share import RunShare
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import openai
 
     from pytest_llmeval.models import ModelSpec
@@ -213,6 +215,9 @@ class Engine:
         # Every model configured or asked (judges too): no key of any of them is kept in an
         # answer, even one that comes before the model holding the key is first asked.
         self._models: dict[str, ModelSpec] = {}
+        # Questions sent in this run, by request digest and recording: an item asking one
+        # again (a `cases_from` suite scores the answers of the suite it borrows) shares it.
+        self._sent: dict[tuple[str, Path], Pending] = {}
 
     # -- the main thread -------------------------------------------------------------------
 
@@ -224,13 +229,18 @@ class Engine:
     def start(self, request: LLMRequest) -> Pending:
         """Replay the answer from the cache where the mode allows; otherwise send it."""
         self.know(request.model)
+        asked = (request.key, self.cache.path(request))
+        if asked in self._sent:
+            first = self._sent[asked]
+            return Pending(request, first.future, first.notice)
         self.progress.add(request.model.name, total=1)
         replayed, notice = self._replay(request)
         if isinstance(replayed, Completion):
             return Pending(request, _resolved(replayed))
         if isinstance(replayed, CallError):
             return Pending(request, _failed(replayed))
-        return Pending(request, self._submit(request), notice)
+        pending = self._sent[asked] = Pending(request, self._submit(request), notice)
+        return pending
 
     def run(self, job: Coroutine[Any, Any, T]) -> Future[T]:
         """Run a coroutine that asks through this engine (``ask``) in its loop."""

@@ -252,6 +252,7 @@ class _SuiteReader:
             description=description or base.description,
             scoring=scoring,
             threshold=None if threshold is None else float(threshold),
+            source=base.answers_group,
         )
 
     def suite_messages(self) -> list[Message] | None:

@@ -57,6 +57,14 @@ class Suite:
     response_format: ResponseFormat = ResponseFormat()
     scoring: Scoring = field(default_factory=Scoring)
     threshold: float | None = None
+    # `cases_from`: the suite whose prompt and cases these are. It asks the same questions, so
+    # its answers are that suite's, recorded once under its name.
+    source: str | None = None
+
+    @property
+    def answers_group(self) -> str:
+        """The folder of recordings this suite's answers are in."""
+        return self.source or self.name
 
     @cached_property
     def version(self) -> str:
