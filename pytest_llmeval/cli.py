@@ -103,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--html", type=Path, help="write the self-contained HTML report here")
     report.add_argument("--markdown", type=Path, help="write the Markdown summary here")
     _gate_arguments(report)
+    add_argument(report, "cost_at", default=None, help=" (default: the run's)")
     report.set_defaults(run=_report)
     _validate_command(commands)
     schema = commands.add_parser("schema", help="print the JSON Schema of a suite file")
@@ -399,14 +400,16 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     try:
         saved, decision = _decide(args)
+        cost_at = _cost_at(args.cost_at, saved)
     except (ResultsFileError, ValueError) as exc:
         print(f"llmeval: {exc}", file=sys.stderr)
         return 2
     problems = []
     if args.html is not None:
-        problems.append(html.write(args.html, html.render(saved, decision)))
+        problems.append(html.write(args.html, html.render(saved, decision, cost_at)))
     if args.markdown is not None:
-        problems += markdown.publish(markdown.render(decision, saved.models), args.markdown)
+        page = markdown.render(decision, saved.models, cost_at)
+        problems += markdown.publish(page, args.markdown)
     for problem in filter(None, problems):
         print(f"llmeval: cannot write {problem}", file=sys.stderr)
     if any(problems):
@@ -415,6 +418,22 @@ def _report(args: argparse.Namespace) -> int:
         if written is not None:
             print(f"llmeval report: {written}")
     return 1 if decision.failures else 0
+
+
+def _cost_at(given: int | None, saved: SavedRun) -> int | None:
+    """The requests to project costs to: ``--cost-at``, else the run's --llm-cost-at. Raises
+    ValueError for one that is not a positive whole number (a file may be edited)."""
+    if given is not None:
+        if given < 1:
+            raise ValueError(f"--cost-at must be a positive whole number, not {given}")
+        return given
+    kept = saved.settings.get("cost_at")
+    if kept is None:
+        return None
+    # bool is an int: `true` in an edited file is no number of requests.
+    if not isinstance(kept, int) or isinstance(kept, bool) or kept < 1:
+        raise ValueError(f"the results file's cost_at {kept!r} is not a positive whole number")
+    return kept
 
 
 def _validate_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

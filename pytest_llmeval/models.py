@@ -52,7 +52,8 @@ class Price:
     input_per_1k: float
     output_per_1k: float
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
+    # Tokens as floats too: a projection prices a mean number of tokens per request.
+    def cost(self, input_tokens: float, output_tokens: float) -> float:
         return (input_tokens * self.input_per_1k + output_tokens * self.output_per_1k) / 1000
 
 

@@ -58,6 +58,9 @@ OPTIONS = (
            "llmeval-cache"),
     Option("max_cost", "float", "dollars this run may spend; requests that would pass it are "
            "not sent (their items are errors)"),
+    Option("cost_at", "int", "project each model's cost to this many requests, from its mean "
+           "tokens per answered request in this run and its price: a table beside each "
+           "suite's"),
     Option("judge_model", "str", "the model that grades answers of suites scored by a judge "
            "(a suite's `scoring.judge.model` wins)"),
     Option("dry_run", "bool", "count requests and estimate tokens and cost per model; call "
@@ -167,6 +170,7 @@ class Settings:
     record: str
     cache_dir: str
     max_cost: float | None
+    cost_at: int | None
     judge_model: str | None
     dry_run: bool
     repeat: int
@@ -280,10 +284,11 @@ def _read(config: pytest.Config, option: Option) -> Any:
         number = float(raw) if option.kind == "float" else int(raw)
     except ValueError:
         number = -1
-    positive = option.name in ("timeout", "concurrency", "repeat")
+    positive = option.name in ("timeout", "concurrency", "repeat", "cost_at")
     if number < 0 or (positive and number == 0):
         sign = "positive" if positive else "non-negative"
+        noun = "whole number" if option.kind == "int" else "number"
         raise pytest.UsageError(
-            f"{option.flag} / {option.ini} must be a {sign} number, not {raw!r}"
+            f"{option.flag} / {option.ini} must be a {sign} {noun}, not {raw!r}"
         )
     return number

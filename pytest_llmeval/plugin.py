@@ -374,12 +374,14 @@ class ResultsCollector:
                 run.records, run.judges.values(), int(session.exitstatus)
             )
             if run.settings.html and run.records:
-                page = html.render(saved, decision)
+                page = html.render(saved, decision, run.settings.cost_at)
                 where = self.config.invocation_params.dir / run.settings.html
                 self.html_problem = html.write(where, page)
             self.published = self.publisher.finish(saved)
         if run.records and (run.settings.markdown or os.environ.get("GITHUB_STEP_SUMMARY")):
-            text = markdown.render(decision, describe_models(run.models.values()))
+            text = markdown.render(
+                decision, describe_models(run.models.values()), run.settings.cost_at
+            )
             target = run.settings.markdown
             path = None if target is None else self.config.invocation_params.dir / target
             self.markdown_problems = markdown.publish(text, path)
@@ -408,11 +410,13 @@ class ResultsCollector:
         if run.records and run.decision is not None:
             shown = None if self.config.get_verbosity() > 0 else run.settings.misses_shown
             against = None if run.baseline is None else relpath(self.config, run.baseline[0])
+            described = describe_models(run.models.values())
             write_summary(terminalreporter, run.decision, misses_shown=shown, baseline=against,
                           verbosity=self.config.get_verbosity(),
-                          width=self.config.get_terminal_writer().fullwidth)  # fmt: skip
+                          width=self.config.get_terminal_writer().fullwidth,
+                          models=described, cost_at=run.settings.cost_at)  # fmt: skip
             write_engine_notes(terminalreporter, run.records, run.rate_limits(), run.cache.label)
-            write_prices(terminalreporter, describe_models(run.models.values()), list(run.models))
+            write_prices(terminalreporter, described, list(run.models))
             if run.settings.shard is not None:
                 index, total = run.settings.shard
                 terminalreporter.write_line(

@@ -93,6 +93,7 @@ class Publisher:
                 "repeat_gate": self.settings.repeat_gate,
                 "reference_model": self.settings.reference_model,
                 "swap_margin": self.settings.swap_margin,
+                "cost_at": self.settings.cost_at,
                 "record": self.settings.record,
                 "judge_model": self.settings.judge_model,
                 "langsmith_dataset": self.settings.langsmith_dataset,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from importlib import resources
 from pathlib import Path
@@ -22,6 +22,7 @@ from pytest_llmeval.report.view import (
     GateLine,
     baseline_rows,
     change_lines,
+    cost_at_table,
     gate_lines,
     paired_table,
     pct,
@@ -39,8 +40,9 @@ from pytest_llmeval.support.files import write_atomically
 OUTCOME_LABEL = {"pass": "PASS", "miss": "MISS", "error": "ERROR"}
 
 
-def render(saved: SavedRun, decision: Decision) -> str:
-    """The page of a run (its provenance, models and answers) and what was decided of it."""
+def render(saved: SavedRun, decision: Decision, cost_at: int | None = None) -> str:
+    """The page of a run (its provenance, models and answers) and what was decided of it;
+    with ``cost_at`` (--llm-cost-at), each suite's models' cost at that many requests."""
     suites = [suite for suite, _ in decision.suites()]
     models = list(dict.fromkeys(s.model for s in decision.summaries))
     changes = decision.changes
@@ -48,8 +50,9 @@ def render(saved: SavedRun, decision: Decision) -> str:
         _header(saved, decision.state, gate_lines(decision)),
         _nav(suites, baseline=bool(changes)),
     ]
+    projected = None if cost_at is None else (cost_at, saved.models)
     for suite, rows in decision.suites():
-        body.append(_suite(decision, suite, rows, models))
+        body.append(_suite(decision, suite, rows, models, projected))
     if changes:
         body.append(_baseline(changes))
     body.append(_cases(saved.records, suites, models))
@@ -103,7 +106,14 @@ def _header(saved: SavedRun, state: GateState, decision: Sequence[GateLine]) -> 
     )
 
 
-def _suite(decision: Decision, suite: str, rows: Sequence[Summary], models: Sequence[str]) -> str:
+def _suite(
+    decision: Decision,
+    suite: str,
+    rows: Sequence[Summary],
+    models: Sequence[str],
+    projected: tuple[int, Mapping[str, Any]] | None,
+) -> str:
+    """``projected``: the requests of --llm-cost-at and what the run says of its models."""
     comparisons = decision.comparisons_in(suite)
     threshold = rows[0].threshold
     table = _table(suite_table(rows), link=(suite, [s.model for s in rows]))
@@ -123,6 +133,11 @@ def _suite(decision: Decision, suite: str, rows: Sequence[Summary], models: Sequ
         table,
         f"<div class='charts'>{''.join(figures)}</div>",
     ]
+    if projected is not None:
+        requests, described = projected
+        parts.append(f"<h3>Cost at {requests:,} requests, from each model's mean tokens per "
+                     "answered request</h3>")  # fmt: skip
+        parts.append(_table(cost_at_table(rows, described, requests)))
     if any(s.repeats > 1 for s in rows):
         parts.append(f"<h3>Each case asked {max(s.repeats for s in rows)} times</h3>")
         parts.append(_table(repeat_table(rows)))

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmeval.report.view import (
+    cost_at_heading,
+    cost_at_table,
     gate_lines,
     paired_heading,
     paired_table,
@@ -23,14 +25,20 @@ from pytest_llmeval.results.gate import Decision
 MISSES_SHOWN = 10
 
 
-def render(decision: Decision, models: Mapping[str, Any] | None = None) -> str:
-    """``models``: what the results file says of each model, for where prices came from."""
+def render(
+    decision: Decision, models: Mapping[str, Any] | None = None, cost_at: int | None = None
+) -> str:
+    """``models``: what the results file says of each model, for where prices came from
+    and, with ``cost_at`` (--llm-cost-at), each model's cost at that many requests."""
     lines = ["## pytest-llmeval", ""]
     lines += [f"**Gate: {decision.state}**", ""]
     lines += [f"- {_cell(line.text)}" for line in gate_lines(decision)]
     for suite, rows in decision.suites():
         heading = f"### {suite} ({threshold_heading(decision, rows)})"
         lines += ["", heading, "", _table(suite_table(rows))]
+        if cost_at is not None:
+            lines += ["", cost_at_heading(cost_at), ""]
+            lines.append(_table(cost_at_table(rows, models or {}, cost_at)))
         comparisons = decision.comparisons_in(suite)
         if comparisons and len(rows) > 1:
             _, verdicts = paired_table(comparisons)

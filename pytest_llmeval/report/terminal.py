@@ -35,16 +35,23 @@ def write_summary(
     baseline: str | None = None,
     verbosity: int = 0,
     width: int = 80,
+    models: Mapping[str, object] | None = None,
+    cost_at: int | None = None,
 ) -> None:
     """The summary; with -q (``verbosity`` < 0) one line per suite and model. ``baseline``
     is the baseline's file as shown; ``width`` the terminal's, to which long diff lines
-    are folded."""
+    are folded; ``cost_at`` (--llm-cost-at) projects each model's cost at its price in
+    ``models`` (as the results file has them)."""
     if verbosity < 0:
         _write_quiet(tw, decision)
         return
     for suite, rows in decision.suites():
         tw.write_sep("-", f"llmeval: {suite} ({view.threshold_heading(decision, rows)})")
         _table(tw, view.suite_table(rows), [(), *(_row_styles(s, decision) for s in rows)])
+        if cost_at is not None:
+            tw.write_line("")
+            tw.write_line(view.cost_at_heading(cost_at))
+            _table(tw, view.cost_at_table(rows, models or {}, cost_at))
         fields = view.field_table(rows)
         if fields:
             tw.write_line("")

@@ -20,7 +20,9 @@ from pytest_llmeval.results.gate import (
     GateFailure,
     RegressionFailure,
 )
+from pytest_llmeval.results.projection import Projection, project
 from pytest_llmeval.results.records import RateLimits, Record, Summary
+from pytest_llmeval.results.saved_run import price_of
 
 LISTED = 10  # cases named in a gate failure's line
 
@@ -63,28 +65,30 @@ def price_text(described: Mapping[str, Any]) -> str:
     """A model's price and where it came from, from what the results file says of the model
     (``describe_models``; a file may be old or edited, so nothing in it is taken as given):
     "genai-prices 0.2.3 (openai gpt-4o-mini): $0.00015 in, $0.0006 out per 1K tokens"."""
+    said = price_source_text(described)
+    price = price_of(described)
+    if price is not None:
+        said += f": ${price.input_per_1k:g} in, ${price.output_per_1k:g} out per 1K tokens"
+    return said
+
+
+def price_source_text(described: Mapping[str, Any]) -> str:
+    """Where a model's price came from, as ``price_text`` begins: "pyproject.toml"."""
     source = described.get("price_source")
     source = source if isinstance(source, Mapping) else {}
     kind, version = source.get("kind"), source.get("version") or "?"
     provider, model = source.get("provider") or "", source.get("model") or ""
     if kind == "genai-prices":
-        said = f"genai-prices {version} ({provider} {model})"
-    elif kind == "pyproject":
-        said = "pyproject.toml"
-    elif kind == "august-2023":
-        said = f"OpenAI list price of August 2023 ({model})"
-    elif kind == "none" and provider:
-        said = f"none (genai-prices {version} does not know {provider} {model}; tokens only)"
-    elif kind == "none":
-        said = "none (local model, tokens only)"
-    else:
-        said = "source not recorded"
-    price = described.get("price")
-    if isinstance(price, Mapping) and all(
-        isinstance(price.get(k), int | float) for k in ("input_per_1k", "output_per_1k")
-    ):
-        said += f": ${price['input_per_1k']:g} in, ${price['output_per_1k']:g} out per 1K tokens"
-    return said
+        return f"genai-prices {version} ({provider} {model})"
+    if kind == "pyproject":
+        return "pyproject.toml"
+    if kind == "august-2023":
+        return f"OpenAI list price of August 2023 ({model})"
+    if kind == "none" and provider:
+        return f"none (genai-prices {version} does not know {provider} {model}; tokens only)"
+    if kind == "none":
+        return "none (local model, tokens only)"
+    return "source not recorded"
 
 
 def price_lines(models: Mapping[str, Any], names: Sequence[str]) -> list[str]:
@@ -127,6 +131,39 @@ def suite_table(rows: Sequence[Summary]) -> list[Row]:
     if any(s.judged for s in rows):
         return [(*header, "judge cost"), *((*row(s), dollars(s.judge_cost)) for s in rows)]
     return [header, *(row(s) for s in rows)]
+
+
+def cost_at_heading(requests: int) -> str:
+    return f"at {requests:,} requests, from each model's mean tokens per answered request:"
+
+
+def cost_at_table(rows: Sequence[Summary], models: Mapping[str, Any], requests: int) -> list[Row]:
+    """Each model's cost projected to ``requests`` requests (header first), its price read
+    from what the results file says of it (``models``), so a live run and ``llmeval
+    report`` project alike."""
+    table: list[Row] = [("model", "mean tokens in", "mean tokens out", "price source",
+                         f"cost at {requests:,} requests")]  # fmt: skip
+    for s in rows:
+        described = models.get(s.model)
+        described = described if isinstance(described, Mapping) else {}
+        p = project(s, price_of(described), requests)
+        table.append((s.model, _mean(p.mean_input), _mean(p.mean_output),
+                      price_source_text(described), _projected(p)))  # fmt: skip
+    return table
+
+
+def _mean(tokens: float | None) -> str:
+    return "-" if tokens is None else f"{tokens:,.1f}"
+
+
+def _projected(p: Projection) -> str:
+    """The projection as the model table writes a cost (four decimals), thousands grouped,
+    or why there is none."""
+    if not p.answered:
+        return "no answered request"
+    if p.mean_input is None:
+        return "no token counts"
+    return "unpriced" if p.cost is None else f"${p.cost:,.4f}"
 
 
 def field_table(rows: Sequence[Summary]) -> list[Row]:

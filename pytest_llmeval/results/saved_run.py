@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmeval.engine.client import endpoint_url
-from pytest_llmeval.models import ModelSpec
+from pytest_llmeval.models import ModelSpec, Price
 from pytest_llmeval.results.provenance import Provenance
 from pytest_llmeval.results.records import Record
 from pytest_llmeval.support.files import write_atomically
@@ -118,6 +118,19 @@ def describe_models(specs: Iterable[ModelSpec]) -> dict[str, dict[str, Any]]:
         }
         for spec in specs
     }
+
+
+def price_of(described: Mapping[str, Any]) -> Price | None:
+    """The price a results file gives a model (``describe_models``), or None when it gives
+    none, or none in the shape written (a file may be old or edited)."""
+    price = described.get("price")
+    if not isinstance(price, Mapping):
+        return None
+    given = price.get("input_per_1k"), price.get("output_per_1k")
+    # bool is an int: `true` in an edited file is no price.
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in given):
+        return None
+    return Price(float(given[0]), float(given[1]))
 
 
 def _provider_and_price_source(spec: ModelSpec) -> dict[str, Any]:
