@@ -262,7 +262,10 @@ def _read(config: pytest.Config, option: Option) -> Any:
     """The command line wins over the ini file, which wins over the default."""
     raw = config.getoption(option.flag)
     if raw is None:
-        raw = config.getini(option.ini)
+        try:
+            raw = config.getini(option.ini)
+        except ValueError as exc:  # pytest's own conversion of a float or int ini value
+            raise pytest.UsageError(f"{option.ini}: {exc}") from None
     if raw is None or raw == "" or raw == []:
         return option.default
     if option.kind == "bool":

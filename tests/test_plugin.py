@@ -194,6 +194,29 @@ base_url = "{server.url}"
 """)
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (
+            ["-o", "llmeval_swap_margin="],
+            "llmeval_swap_margin: could not convert string to float: ''",
+        ),
+        (["-o", "llmeval_misses_shown=many"], "llmeval_misses_shown: invalid literal for int()"),
+    ],
+)
+def test_an_ini_value_that_is_no_number_is_a_usage_error_naming_the_key(
+    llm_project: LLMProject, openai_server: OpenAIServer, given: list[str], said: str
+) -> None:
+    # pytest converts a float or int ini value itself; what it raises is a usage error here,
+    # not an internal error with a traceback.
+    llm_project({"m1": oracle})
+    result = llm_project.pytester.runpytest(*given)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert said in result.stderr.str()
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert openai_server.calls() == 0
+
+
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_a_missing_api_key_is_one_clear_error_before_any_call(
     pytester: pytest.Pytester,
