@@ -353,8 +353,6 @@ def _decide(args: argparse.Namespace) -> tuple[SavedRun, Decision]:
     saved = SavedRun.load(args.results)
     if args.swap_margin is not None and saved.settings.get("reference_model") is None:
         raise ValueError("--swap-margin needs a run with --llm-reference-model")
-    if args.swap_margin is not None and saved.settings.get("reference_model") is None:
-        raise ValueError("--swap-margin needs a run with --llm-reference-model")
     before = SavedRun.load(args.baseline).records if args.baseline is not None else None
     if args.threshold is not None:
         # As in the run: a suite's own threshold stands; the others take the argument's.
