@@ -16,7 +16,7 @@ ten minutes on 2 cores. Writes to DIR (default: local_model.py's model folder):
 
 The recipe: LoRA (rank 8, alpha 16, dropout 0.05) on every linear layer of the base GGUF,
 dequantized by transformers; loss on the assistant's turn only; AdamW, learning rate 2e-4,
-batch 4, 4 epochs, examples shuffled by the seed; then the adapter merged into the weights,
+batch 4, 3 epochs, examples shuffled by the seed; then the adapter merged into the weights,
 written as GGUF F16 by llama.cpp's own converter (vendored in llama-cpp-python's source
 distribution, fetched with pip) and quantized by llama.cpp to Q4_K_M.
 """
@@ -50,7 +50,7 @@ RECIPE: dict[str, Any] = {
     "target_modules": "all-linear",
     "learning_rate": 2e-4,
     "batch_size": 4,
-    "epochs": 4,
+    "epochs": 3,
     "seed": 20231108,
     "loss_on": "assistant turn",
     "quantization": "Q4_K_M",
@@ -118,7 +118,7 @@ def train(base_gguf: Path, work: Path) -> list[float]:
             for ids, labels in batch:
                 loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
                 (loss / len(batch)).backward()
-                total += float(loss) / len(batch)
+                total += float(loss.detach()) / len(batch)
             optimizer.step()
             optimizer.zero_grad()
             losses.append(round(total, 4))
@@ -128,6 +128,11 @@ def train(base_gguf: Path, work: Path) -> list[float]:
                 file=sys.stderr,
             )
     merged = model.merge_and_unload()
+    # The weights are float32 tensors now; the flag left by loading a GGUF only refuses to
+    # save them.
+    merged.hf_quantizer = None
+    if hasattr(merged.config, "quantization_config"):
+        del merged.config.quantization_config
     merged.save_pretrained(work / "hf")
     tokenizer.save_pretrained(work / "hf")
     return losses

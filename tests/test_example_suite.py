@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
+from pytest_llmeval.suite.load import load_suite
 from tests.conftest import ROOT, llmeval, run_example
 
 README = (ROOT / "README.md").read_text()
@@ -58,3 +61,33 @@ def test_the_judges_agreement_with_people_is_measured_offline() -> None:
     figures = "agreement 46.6% of 103 graded; Cohen's kappa -0.019"
     assert figures in done.stdout
     assert figures in README
+
+
+def test_the_fine_tunes_training_file_is_the_export_of_its_goldens_and_none_is_evaluated(
+    tmp_path: Path,
+) -> None:
+    example = ROOT / "example_suite"
+    exported = tmp_path / "train.jsonl"
+    done = llmeval("export", str(example / "product_reviews_train.llmeval.yaml"),
+                   "-o", str(exported), cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    committed = example / "product_reviews_train.jsonl"
+    assert exported.read_text() == committed.read_text()
+    lines = [json.loads(line) for line in committed.read_text().splitlines()]
+    assert len(lines) == 20
+    # The study's prompt, the one every evaluated model is asked with.
+    study = "Given a product review, provide the following fields in a JSON dict, where applicable"
+    assert all(line["messages"][0]["content"].startswith(study) for line in lines)
+    train, evaluation = (load_suite(example / name) for name in
+                         ("product_reviews_train.llmeval.yaml", "product_reviews.llmeval.yaml"))  # fmt: skip
+    assert train.messages == evaluation.messages
+    assert train.response_format == evaluation.response_format
+    assert len(evaluation.cases) == 142
+    reviews = {case.inputs["review"] for case in evaluation.cases}
+    assert not any(case.inputs["review"] in reviews for case in train.cases)
+    # The record of the fine-tune whose answers are committed was made from this very file.
+    record = json.loads((example / "FINETUNE.json").read_text())
+    assert record["training_sha256"] == hashlib.sha256(committed.read_bytes()).hexdigest()
+    assert (
+        len(record["losses"]) == record["recipe"]["epochs"] * 20 // record["recipe"]["batch_size"]
+    )

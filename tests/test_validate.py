@@ -53,11 +53,12 @@ def project(tmp_path: Path, files: dict[str, str], models: str = "") -> Path:
 def test_the_example_suite_has_no_problems() -> None:
     # Its model table (the judge's model) is in the pyproject.toml beside it, as pytest finds.
     result = llmeval("validate", "example_suite", cwd=ROOT)
-    assert (result.returncode, result.stdout) == (0, "2 suites, 120 cases: no problems\n")
+    # The study's two suites over 142 cases, and its 20 training cases.
+    assert (result.returncode, result.stdout) == (0, "3 suites, 304 cases: no problems\n")
     # Read from elsewhere, the judge is unknown.
     other = llmeval("validate", "example_suite", "--config", "pyproject.toml", cwd=ROOT)
     assert other.returncode == 1
-    assert "`scoring.judge.model: gemma-judge` is not in [tool.llmeval.models]" in other.stdout
+    assert "`scoring.judge.model: qwen-judge` is not in [tool.llmeval.models]" in other.stdout
 
 
 def test_every_broken_file_is_each_problem_at_its_line(tmp_path: Path) -> None:
