@@ -23,10 +23,10 @@ REQUESTS = 3_000_000
 
 def expected_cost(tokens: list[tuple[int, int]], requests: int) -> str:
     """The projection worked out by hand: requests x (mean in x price in + mean out x price
-    out), at the price per token, as the table's cost column writes dollars."""
+    out), at the price per token, in cents."""
     mean_in = sum(t[0] for t in tokens) / len(tokens)
     mean_out = sum(t[1] for t in tokens) / len(tokens)
-    return f"${requests * (mean_in * PRICE_IN / 1000 + mean_out * PRICE_OUT / 1000):,.4f}"
+    return f"${requests * (mean_in * PRICE_IN / 1000 + mean_out * PRICE_OUT / 1000):,.2f}"
 
 
 def counted(request: Request) -> Reply:

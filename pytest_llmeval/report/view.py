@@ -157,13 +157,13 @@ def _mean(tokens: float | None) -> str:
 
 
 def _projected(p: Projection) -> str:
-    """The projection as the model table writes a cost (four decimals), thousands grouped,
-    or why there is none."""
+    """The projection in dollars and cents, thousands grouped (a volume's cost is no
+    fraction of a cent), or why there is none."""
     if not p.answered:
         return "no answered request"
     if p.mean_input is None:
         return "no token counts"
-    return "unpriced" if p.cost is None else f"${p.cost:,.4f}"
+    return "unpriced" if p.cost is None else f"${p.cost:,.2f}"
 
 
 def field_table(rows: Sequence[Summary]) -> list[Row]:
