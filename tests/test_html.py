@@ -103,11 +103,11 @@ def assert_self_contained(page: Page) -> None:
 
 
 def report_example(tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """The README's swap comparison, its page and its results file in ``tmp_path``."""
+    """The README's main command (the case study), its page and its results file in
+    ``tmp_path``."""
     return run_example(
-        "--llm-models=local-gemma,local-gemma-rp1", "--llm-reference-model=local-gemma",
-        f"--llm-html={tmp_path / 'report.html'}", f"--llm-save={tmp_path / 'run.json'}",
-    )  # fmt: skip
+        f"--llm-html={tmp_path / 'report.html'}", f"--llm-save={tmp_path / 'run.json'}"
+    )
 
 
 def test_the_example_suites_report_holds_every_model_and_every_miss(tmp_path: Path) -> None:
@@ -137,13 +137,14 @@ def test_the_example_suites_report_holds_every_model_and_every_miss(tmp_path: Pa
             str(summary.passes), str(summary.misses), str(summary.errors))  # fmt: skip
         assert cells[5] == f"{summary.accuracy:.1%}"
         assert cells[9] == f"{summary.latency(0.99):.2f}s"
-    assert sorted(rows) == ["local-gemma", "local-gemma-rp1"]
+    assert sorted(rows) == ["qwen-0.5b", "qwen-0.5b-ft", "qwen-1.5b"]
 
     # Three charts per suite, every model in each; the accuracy chart writes the interval
     # it draws, and the latency chart has a dot for every answer.
-    assert [f.name for f in page.figures] == ["accuracy", "latency", "cost"] * 2
-    for suite, figures in zip(("product-reviews", "product-reviews-judged"),
-                              (page.figures[:3], page.figures[3:]), strict=True):  # fmt: skip
+    assert [f.name for f in page.figures] == ["accuracy", "latency", "cost"] * 3
+    suites = ("product-reviews", "product-reviews-facts", "product-reviews-judged")
+    for suite, figures in zip(suites, (page.figures[:3], page.figures[3:6], page.figures[6:]),
+                              strict=True):  # fmt: skip
         shown = [s for s in summaries if s.suite == suite]
         for figure in figures:
             words = " ".join(figure.text)
@@ -157,7 +158,7 @@ def test_the_example_suites_report_holds_every_model_and_every_miss(tmp_path: Pa
         assert "threshold 90%" in accuracy.text
 
     # Every answer is a case in the list; every miss's diff and judge's reasoning is there.
-    assert len(page.cases) == len(saved.records) == 240
+    assert len(page.cases) == len(saved.records) == 3 * 3 * 142
     by_key = {
         (c.attrs["data-suite"], c.attrs["data-model"], c.attrs["data-case"]): c for c in page.cases
     }
@@ -177,8 +178,8 @@ def test_the_example_suites_report_holds_every_model_and_every_miss(tmp_path: Pa
     assert any(r.judge_grades and r.outcome == "miss" for r in saved.records)
 
     # The verdict against the reference model, and the gate's decision, in the same words.
-    assert "local-gemma-rp1: no significant difference from local-gemma (p = 1.000; Holm" in text
-    assert "FAILED: product-reviews / local-gemma: accuracy 0.0% is below the threshold" in text
+    assert "qwen-0.5b-ft: WORSE than qwen-1.5b (p = 0.006 &lt; 0.05" in text
+    assert "FAILED: product-reviews-facts / qwen-1.5b: accuracy 69.7% is below the threshold" in text
 
     # The same page again from the results file alone.
     again = llmeval("report", str(tmp_path / "run.json"), "--html", str(tmp_path / "again.html"))
