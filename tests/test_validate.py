@@ -53,8 +53,8 @@ def project(tmp_path: Path, files: dict[str, str], models: str = "") -> Path:
 def test_the_example_suite_has_no_problems() -> None:
     # Its model table (the judge's model) is in the pyproject.toml beside it, as pytest finds.
     result = llmeval("validate", "example_suite", cwd=ROOT)
-    # The study's two suites over 142 cases, and its 20 training cases.
-    assert (result.returncode, result.stdout) == (0, "3 suites, 304 cases: no problems\n")
+    # The study's three suites over 142 cases, and its 20 training cases.
+    assert (result.returncode, result.stdout) == (0, "4 suites, 446 cases: no problems\n")
     # Read from elsewhere, the judge is unknown.
     other = llmeval("validate", "example_suite", "--config", "pyproject.toml", cwd=ROOT)
     assert other.returncode == 1
@@ -176,7 +176,7 @@ def test_the_schema_is_valid_and_every_suite_written_follows_it(tmp_path: Path) 
     checker = Draft202012Validator(schema)
     suites = [path.read_text(encoding="utf-8") for path in EXAMPLE.glob("*.llmeval.yaml")]
     suites += [CASES_VALID, BASE, GOOD, RICH, UNTRUSTED_VALID]
-    assert len(suites) == 7
+    assert len(suites) == 9  # the example's four, and five written here
     for text in suites:
         assert list(checker.iter_errors(yaml.safe_load(text))) == []
     # And it refuses what the loader refuses.
