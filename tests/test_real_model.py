@@ -28,6 +28,25 @@ MODEL = "smollm2"
 CASES = ["brooks-running-shoes", "vitamix-blender", "toothbrush-out-of-10"]
 
 
+JUDGE = f"""
+  judge:
+    model: {MODEL}
+    messages:
+      - role: system
+        content: Say CORRECT when the answer names the same things as the reference, else INCORRECT.
+      - role: user
+        content: 'Reference: ["loud", "lid sticks"] Answer: ["noisy", "the lid sticks"]'
+      - role: assistant
+        content: CORRECT
+      - role: user
+        content: 'Reference: ["armrest wobbles", "expensive"] Answer: ["armrest wobbles"]'
+      - role: assistant
+        content: INCORRECT
+      - role: user
+        content: 'Reference: {{reference}} Answer: {{answer}}'
+"""
+
+
 def _missing() -> list[str]:
     wanted = {
         "llama_cpp": "llama-cpp-python[server]",
@@ -85,15 +104,21 @@ def test_example_cases_against_the_smallest_model_are_answered_scored_tabled_and
     served = "http://127.0.0.1:8084/v1"  # smollm2's, in the example's settings
     assert served in config
     pytester.makepyprojecttoml(config.replace(served, model_url))
-    for suite in ("product_reviews.llmeval.yaml", "product_reviews_judged.llmeval.yaml"):
-        (pytester.path / suite).write_text((EXAMPLE / suite).read_text())
+    (pytester.path / "product_reviews.llmeval.yaml").write_text(
+        (EXAMPLE / "product_reviews.llmeval.yaml").read_text()
+    )
+    # The live model also judges (the study's judge, the 1.5B model, is too slow for CI),
+    # shown worked examples and asked for one word: asked to reason first, as the study's
+    # prompt asks, the 135M model gives no readable grade.
+    judged = (EXAMPLE / "product_reviews_judged.llmeval.yaml").read_text()
+    head, _ = judged.split("\n  judge:\n")
+    (pytester.path / "product_reviews_judged.llmeval.yaml").write_text(head + JUDGE)
     selection = " or ".join(CASES)
-    # The example replays its recordings by default; this run asks the live model, which
-    # also judges (the study's judge, the 1.5B model, is too slow for CI).
+    # The example replays its recordings by default; this run asks the live model.
     result = pytester.runpytest(
         "-v", "-k", selection, "--llm-threshold=0.5", "--llm-record=all",
-        f"--llm-models={MODEL}", f"--llm-judge-model={MODEL}",
-        "-o", "llmeval_reference_model=", "-o", "llmeval_swap_margin=",
+        f"--llm-models={MODEL}",
+        "--llm-reference-model=", "--llm-swap-margin=", "--llm-cost-at=",
     )  # fmt: skip
     out = result.stdout.str()
     outcomes = result.parseoutcomes()
