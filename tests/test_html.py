@@ -179,7 +179,9 @@ def test_the_example_suites_report_holds_every_model_and_every_miss(tmp_path: Pa
 
     # The verdict against the reference model, and the gate's decision, in the same words.
     assert "qwen-0.5b-ft: WORSE than qwen-1.5b by 9.9 points on 142 cases (p = 0.018;" in text
-    assert "FAILED: product-reviews-facts / qwen-1.5b: accuracy 69.7% is below the threshold" in text
+    assert (
+        "FAILED: product-reviews-facts / qwen-1.5b: accuracy 69.7% is below the threshold" in text
+    )
 
     # The same page again from the results file alone.
     again = llmeval("report", str(tmp_path / "run.json"), "--html", str(tmp_path / "again.html"))
