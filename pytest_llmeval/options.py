@@ -264,7 +264,9 @@ def _read(config: pytest.Config, option: Option) -> Any:
     if raw is None:
         try:
             raw = config.getini(option.ini)
-        except ValueError as exc:  # pytest's own conversion of a float or int ini value
+        # pytest converts a float or int ini value itself: before 9.2 a ValueError escapes,
+        # from 9.2 a UsageError without the key's name.
+        except (ValueError, pytest.UsageError) as exc:
             raise pytest.UsageError(f"{option.ini}: {exc}") from None
     if raw is None or raw == "" or raw == []:
         return option.default
