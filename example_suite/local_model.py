@@ -125,7 +125,7 @@ def _model(name: str) -> Model:
         raise SetupError(f"unknown model {name!r}: one of {known}") from None
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as file:
         while chunk := file.read(1 << 20):
@@ -181,7 +181,7 @@ def _part(name: str, module: str, file: str) -> Path:
 
 
 def _check(path: Path, size: int, digest: str, source: str) -> None:
-    if path.stat().st_size != size or _sha256(path) != digest:
+    if path.stat().st_size != size or sha256(path) != digest:
         raise SetupError(
             f"{path} is not the model {source} (size {size:,}, sha256 {digest[:12]}…): "
             "delete it and install again"

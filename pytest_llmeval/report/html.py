@@ -22,6 +22,7 @@ from pytest_llmeval.report.view import (
     GateLine,
     baseline_rows,
     change_lines,
+    cost_at_heading,
     cost_at_table,
     gate_lines,
     paired_table,
@@ -135,8 +136,7 @@ def _suite(
     ]
     if projected is not None:
         requests, described = projected
-        parts.append(f"<h3>Cost at {requests:,} requests, from each model's mean tokens per "
-                     "answered request</h3>")  # fmt: skip
+        parts.append(f"<h3>Cost {escape(cost_at_heading(requests).rstrip(':'))}</h3>")
         parts.append(_table(cost_at_table(rows, described, requests)))
     if any(s.repeats > 1 for s in rows):
         parts.append(f"<h3>Each case asked {max(s.repeats for s in rows)} times</h3>")

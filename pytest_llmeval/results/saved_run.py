@@ -127,8 +127,8 @@ def price_of(described: Mapping[str, Any]) -> Price | None:
     if not isinstance(price, Mapping):
         return None
     given = price.get("input_per_1k"), price.get("output_per_1k")
-    figures = [float(v) for v in given if isinstance(v, int | float) and not isinstance(v, bool)]
     # bool is an int: `true` in an edited file is no price.
+    figures = [float(v) for v in given if isinstance(v, int | float) and not isinstance(v, bool)]
     return Price(*figures) if len(figures) == 2 else None
 
 
