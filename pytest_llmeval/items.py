@@ -244,6 +244,11 @@ class CaseItem(pytest.Item):
         if not verdict.passed and run_of(self.config).settings.strict:
             pytest.fail(miss_text(record), pytrace=False)
 
+    def teardown(self) -> None:
+        # pytest keeps every item to the run's end; what it asked and heard is in its record.
+        self.completion = self.judged = None
+        self.__dict__.pop("request", None)  # the cached property, built again by a rerun
+
     def reportinfo(self) -> tuple[Any, int, str]:
         return self.suite.path, self.case.line - 1, f"{self.suite.name}::{self.name}"
 

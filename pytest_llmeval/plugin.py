@@ -37,6 +37,7 @@ from pytest_llmeval.run import PROPOSAL, RECORD, RUN, SHARE_DIR, Run, run_of
 from pytest_llmeval.suite.model import is_suite_file
 from pytest_llmeval.suite.shard import case_key
 from pytest_llmeval.suite.shard import select as shard_select
+from pytest_llmeval.support.memory import collector_paused
 from pytest_llmeval.support.problems import ConfigError
 
 # Named after the plugin, not `llm`: projects often have an `llm` fixture of their own.
@@ -241,8 +242,9 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         run.plan = run.engine.plan(item.request for item in cases)
         run.plan_judged = any(item.suite.scoring.uses_judge for item in cases)
         return True
-    for item in cases:
-        item.start()
+    with collector_paused():
+        for item in cases:
+            item.start()
     run.progress = ProgressLine(config, run.engine.status)
     return None
 
@@ -268,6 +270,7 @@ def pytest_runtest_makereport(
     # The record rides on the report of the phase that decided it: setup when the
     # model gave no answer, call otherwise. Reports cross to the xdist controller.
     if record is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
+        del item.stash[RECORD]  # the report carries it on; the item stays to the run's end
         report.llmeval = record.to_dict()  # type: ignore[attr-defined]
         proposal = item.stash.get(PROPOSAL, None)
         if proposal is not None:

@@ -38,13 +38,13 @@ from pytest_llmeval.engine.limits import AdaptiveLimit
 from pytest_llmeval.engine.share import RunShare
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import openai
 
     from pytest_llmeval.models import ModelSpec
 
 T = TypeVar("T")
+# One recorded answer: the question's digest, and its model, folder, name and asking.
+Asked = tuple[str, str, str, str, int, bool]
 
 # How often a waiting item redraws the progress line, and polls for another worker's answer.
 TICK_S = 0.25
@@ -217,7 +217,7 @@ class Engine:
         self._models: dict[str, ModelSpec] = {}
         # Questions sent in this run, by request digest and recording: an item asking one
         # again (a `cases_from` suite scores the answers of the suite it borrows) shares it.
-        self._sent: dict[tuple[str, Path], Pending] = {}
+        self._sent: dict[Asked, Pending] = {}
 
     # -- the main thread -------------------------------------------------------------------
 
@@ -229,7 +229,7 @@ class Engine:
     def start(self, request: LLMRequest) -> Pending:
         """Replay the answer from the cache where the mode allows; otherwise send it."""
         self.know(request.model)
-        asked = (request.key, self.cache.path(request))
+        asked = _asked(request)
         if asked in self._sent:
             first = self._sent[asked]
             return Pending(request, first.future, first.notice)
@@ -613,6 +613,12 @@ def _wait(retry: Retry, spent: int) -> float:
         return retry.after
     backoff = min(FIRST_BACKOFF_S * 2 ** (spent - 1), LONGEST_BACKOFF_S)
     return float(backoff * (1 - 0.25 * random.random()))
+
+
+def _asked(request: LLMRequest) -> Asked:
+    """What names a request's recording, as its cache path does, at a tuple's cost."""
+    return (request.key, request.model.name, request.group, request.name, request.repeat,
+            request.pinned)  # fmt: skip
 
 
 def _resolved(completion: Completion) -> Future[Completion | _Elsewhere]:

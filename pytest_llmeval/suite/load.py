@@ -26,6 +26,7 @@ import yaml
 from pytest_llmeval.suite.model import Case, Message, ResponseFormat, Suite, template_variables
 from pytest_llmeval.suite.rules import FieldRule, JudgeConfig, Scoring
 from pytest_llmeval.support.bounds import over_limit
+from pytest_llmeval.support.memory import collector_paused
 from pytest_llmeval.support.problems import ConfigError, Problem
 from pytest_llmeval.support.schema import (
     SchemaPath,
@@ -69,12 +70,13 @@ def load_suite(
         raise CaseFileError(path, Problem(f"cannot read: {exc}", shown, line)) from None
     except (OSError, ValueError) as exc:  # ValueError: a path with a NUL in it
         raise CaseFileError(path, Problem(f"cannot read: {exc}", shown)) from None
-    try:
-        root, values = read_yaml(text, shown)
-    except ConfigError as exc:
-        raise CaseFileError(path, *exc.problems) from None
-    reader = _SuiteReader(path, shown, (*borrowing, path.resolve()), values)
-    suite = reader.read(root)
+    with collector_paused():  # a dozen objects a value, none of them garbage
+        try:
+            root, values = read_yaml(text, shown)
+        except ConfigError as exc:
+            raise CaseFileError(path, *exc.problems) from None
+        reader = _SuiteReader(path, shown, (*borrowing, path.resolve()), values)
+        suite = reader.read(root)
     if reader.problems or suite is None:
         # Stable: problems on one line keep the order they were found in.
         raise CaseFileError(path, *sorted(reader.problems, key=lambda p: p.line or 0))
