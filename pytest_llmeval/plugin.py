@@ -271,7 +271,7 @@ def pytest_runtest_makereport(
     # model gave no answer, call otherwise. Reports cross to the xdist controller.
     if record is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
         del item.stash[RECORD]  # the report carries it on; the item stays to the run's end
-        report.llmeval = record.to_dict()  # type: ignore[attr-defined]
+        report.llmeval = record.to_report()  # type: ignore[attr-defined]
         proposal = item.stash.get(PROPOSAL, None)
         if proposal is not None:
             report.llmeval_golden = proposal.to_dict()  # type: ignore[attr-defined]
@@ -288,7 +288,7 @@ def pytest_report_teststatus(
     data = getattr(report, "llmeval", None)
     if not data or report.when != "call" or not report.passed:
         return None
-    replayed = " (replayed)" if data["cached"] else ""
+    replayed = " (replayed)" if data.get("cached") else ""
     if data["outcome"] == "miss":
         return "missed", "m", (f"MISS{replayed}", {"yellow": True})
     return ("passed", ".", (f"PASSED{replayed}", {"green": True})) if replayed else None

@@ -4,10 +4,14 @@ applied again to saved results by `llmeval gate`, calling no model."""
 from __future__ import annotations
 
 import subprocess
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from pytest_llmeval.results.records import Record
 from pytest_llmeval.results.saved_run import SavedRun
 from tests.conftest import kettle_wrong, llmeval, numbered, oracle, suite_yaml, write_config
 from tests.openai_server import OpenAIServer
@@ -160,3 +164,42 @@ def test_the_confidence_rule_holds_a_bound_of_the_interval_against_the_threshold
     offline = gate(str(pytester.path / "run.json"), "--confidence", "strict")
     assert offline.returncode == 1
     assert failed_lines(offline.stdout) == failed_lines(strict.stdout.str())
+
+
+# Values a field may hold, those that equal another field's default among them (0, 0.0,
+# False, "", None, empty containers): a report's dict leaves out only a field's own default.
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-2, 2), st.floats(-1, 1), st.text(max_size=3),
+    st.just({}), st.dictionaries(st.text(max_size=2), st.booleans(), max_size=2),
+)  # fmt: skip
+_TUPLES = ("diff", "tags", "judge_grades")
+_REQUIRED = {"suite": "s", "case": "c", "model": "m", "nodeid": "n", "file": "f", "line": 1,
+             "outcome": "pass"}  # fmt: skip
+
+
+@given(
+    values=st.fixed_dictionaries(
+        {},
+        optional={
+            f.name: st.lists(st.text(max_size=2), max_size=2).map(tuple)
+            if f.name in _TUPLES
+            else _VALUES
+            for f in fields(Record)
+            if f.name not in _REQUIRED
+        },
+    )
+)
+def test_a_record_on_a_report_is_the_record_back(values: dict[str, object]) -> None:
+    """What rides on a test report (its fields that are not their defaults) gives back the
+    very record, field by field and type by type."""
+    record = Record(**{**values, **_REQUIRED})  # type: ignore[arg-type]
+    back = Record.from_dict(record.to_report())
+    assert back == record
+    assert [type(getattr(back, f.name)) for f in fields(Record)] == [
+        type(getattr(record, f.name)) for f in fields(Record)
+    ]
+
+
+def test_a_report_carries_only_what_is_not_a_default() -> None:
+    record = Record(**_REQUIRED, attempts=0, cached=False, score=0.0, fields={})  # type: ignore[arg-type]
+    assert record.to_report() == {**_REQUIRED, "score": 0.0}

@@ -523,6 +523,7 @@ def endpoint_url(model: ModelSpec) -> str:
     return without_credentials(model.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL)
 
 
+@functools.lru_cache(maxsize=256)  # asked for each request's digest, of a few URLs a run
 def without_credentials(raw: str) -> str:
     """A URL fit to show or store: no userinfo, no query string, no trailing slash."""
     url = urlsplit(raw.strip())

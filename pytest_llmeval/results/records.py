@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
 from pytest_llmeval.results.stats import clustered_wilson, percentile
@@ -58,6 +58,16 @@ class Record:
         # is a dataclass, and a record is never changed) was a third of an item's own time.
         return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
+    def to_report(self) -> dict[str, Any]:
+        """The fields whose values are not their defaults, which ``from_dict`` fills back
+        in: the dict rides on a test report, which pytest keeps to the run's end (about
+        half a record's fields are defaults: no judge, no retries, no repeat)."""
+        return {
+            name: value
+            for name in _RECORD_FIELDS
+            if not _is_default(name, value := getattr(self, name))
+        }
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
         # JSON (and xdist's report channel) turns tuples into lists.
@@ -76,6 +86,17 @@ class Record:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
+_DEFAULTS: dict[str, Any] = {
+    f.name: f.default_factory() if callable(f.default_factory) else f.default
+    for f in fields(Record)
+    if f.default is not MISSING or f.default_factory is not MISSING
+}
+
+
+def _is_default(name: str, value: Any) -> bool:
+    # By type too: a score of 0 is not the default None, nor is 0.0 the default 0.
+    default = _DEFAULTS.get(name, MISSING)
+    return type(value) is type(default) and value == default
 
 
 @dataclass(frozen=True)

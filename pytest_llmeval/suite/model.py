@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmeval.suite.rules import Scoring
+from pytest_llmeval.support.memory import collector_paused
 
 SUITE_SUFFIXES = (".llmeval.yaml", ".llmeval.yml")
 # `{name}` is a variable; `{{name}}` is a literal `{name}`; any other brace (JSON in a
@@ -76,11 +77,12 @@ class Suite:
         run must have the same, or they ran different suites under one name."""
         # Field by field, not asdict: its deep copy of every value took a second for
         # 40,000 cases; the JSON, and so the digest, is the same.
-        cases = [
-            {**{name: getattr(c, name) for name in _CASE_FIELDS}, "line": None, "notes": None,
-             "messages": [asdict(m) for m in c.messages]}  # fmt: skip
-            for c in self.cases
-        ]
+        with collector_paused():  # a dict a case, gone once the digest is taken
+            cases = [
+                {name: getattr(c, name) for name in _CASE_FIELDS}
+                | {"line": None, "notes": None, "messages": [asdict(m) for m in c.messages]}
+                for c in self.cases
+            ]
         content = {
             "name": self.name,
             "messages": [asdict(m) for m in self.messages],

@@ -54,7 +54,31 @@ def validator(schema: dict[str, Any]) -> Draft202012Validator:
     # imported by every pytest run, most of which load no file it checks.
     from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(schema)
+    return Draft202012Validator(_inlined(schema))
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """The same rules with each `$ref` to the schema's own `$defs` put in its place (under
+    `allOf` beside the keywords it sits with, so each error is the one the `$ref` gave):
+    jsonschema resolves a `$ref` through its registry at every value it checks, a third of
+    the check of a 40,000-case suite. A definition within itself keeps its `$ref`."""
+    defs: dict[str, Any] = schema.get("$defs", {})
+
+    def inline(node: Any, within: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [inline(item, within) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        name = ref.removeprefix("#/$defs/") if isinstance(ref, str) else ""
+        if name not in defs or name in within:
+            return {key: inline(value, within) for key, value in node.items()}
+        rest = {key: inline(value, within) for key, value in node.items() if key != "$ref"}
+        target = inline(defs[name], (*within, name))
+        return {**rest, "allOf": [*rest.get("allOf", []), target]} if rest else target
+
+    inlined: dict[str, Any] = inline(schema, ())
+    return inlined
 
 
 def lazy_validator(schema: dict[str, Any]) -> Callable[[], Draft202012Validator]:
