@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
-
-from deepdiff import DeepDiff
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmeval.scoring.verdict import Verdict
 from pytest_llmeval.suite.rules import Scoring
 from pytest_llmeval.support.bounds import MAX_ANSWER_CHARS, MAX_DEPTH, MAX_NUMBER_DIGITS, over_limit
 from pytest_llmeval.support.text import elide_middle, shorten
+
+if TYPE_CHECKING:
+    from deepdiff import DeepDiff
 
 SHOWN = 80
 
@@ -242,6 +243,10 @@ def _root_path(path: str) -> str:
 
 
 def _diff(expected: Any, answer: Any, options: Scoring) -> DeepDiff:
+    # Imported here: deepdiff brings numpy and pydantic, a quarter of a second that every
+    # pytest run would pay at start-up, most of them never explaining a miss.
+    from deepdiff import DeepDiff
+
     excluded = [_root_path(p) for p in options.exclude_paths]
     return DeepDiff(
         # Integral floats as ints: 2.0 hashes as 2 under ignore_order, so it needs no

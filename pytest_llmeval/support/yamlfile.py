@@ -137,25 +137,30 @@ def _bounded_events(text: str, shown: str, loader: type[yaml.SafeLoader]) -> Pro
             open_values[-1][0] += values
             open_values[-1][1] = max(open_values[-1][1], depth)
 
+    def line(event: yaml.Event) -> int:
+        return int(event.start_mark.line) + 1 if event.start_mark else 1
+
     for event in yaml.parse(text, Loader=loader):
-        line = int(event.start_mark.line) + 1 if event.start_mark else 1
-        if isinstance(event, yaml.CollectionStartEvent):
+        # Scalars first: most events are.
+        if isinstance(event, yaml.ScalarEvent):
+            if event.anchor is not None:
+                anchored[event.anchor] = (1, 0)
+            add(1, 0)
+        elif isinstance(event, yaml.CollectionStartEvent):
             if len(open_values) + 1 > MAX_DEPTH:
-                return Problem(f"nested deeper than {MAX_DEPTH} levels", shown, line)
+                return Problem(f"nested deeper than {MAX_DEPTH} levels", shown, line(event))
             open_values.append([1, 0, event.anchor])
         elif isinstance(event, yaml.CollectionEndEvent):
             values, below, anchor = open_values.pop()
             if anchor is not None:
                 anchored[anchor] = (values, below + 1)
             add(values, below + 1)
-        elif isinstance(event, yaml.ScalarEvent):
-            if event.anchor is not None:
-                anchored[event.anchor] = (1, 0)
-            add(1, 0)
         elif isinstance(event, yaml.AliasEvent):
             name = event.anchor
             if any(frame[2] == name for frame in open_values):
-                return Problem(f"the alias *{name} is inside the value it names", shown, line)
+                return Problem(
+                    f"the alias *{name} is inside the value it names", shown, line(event)
+                )
             if name not in anchored:
                 continue  # composing says: found undefined alias
             values, depth = anchored[name]
@@ -165,13 +170,13 @@ def _bounded_events(text: str, shown: str, loader: type[yaml.SafeLoader]) -> Pro
                     f"aliases repeat more than {MAX_ALIASED_VALUES:,} values (at *{name}): "
                     "refused, so that a few lines cannot expand into gigabytes",
                     shown,
-                    line,
+                    line(event),
                 )
             if len(open_values) + depth > MAX_DEPTH:
                 return Problem(
                     f"nested deeper than {MAX_DEPTH} levels through the alias *{name}",
                     shown,
-                    line,
+                    line(event),
                 )
             add(values, depth)
     return None
@@ -211,7 +216,6 @@ def _built_scalars(
 def _scalar_problem(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str | None:
     if node.tag in MARKER_TAGS:
         return None  # not a value: the mapping it is a key of is built with it
-    tag = _short_tag(node.tag)
     if node.tag in _NUMBERS and len(node.value) > MAX_NUMBER_CHARS:
         return f"a number longer than {MAX_NUMBER_CHARS} characters"
     try:
@@ -219,7 +223,7 @@ def _scalar_problem(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str | Non
     except yaml.MarkedYAMLError as exc:
         return " ".join(p for p in (exc.context, exc.problem) if p)
     except Exception:  # the constructors' own: float('x'), {...}['maybe'], None.groupdict()
-        return f"{shown_value(node.value)} is not a valid {tag}"
+        return f"{shown_value(node.value)} is not a valid {_short_tag(node.tag)}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"{shown_value(node.value)} is not a finite number: NaN and infinities are refused"
     return None
