@@ -101,11 +101,12 @@ def test_the_check_sees_arrows_back(tmp_path: Path) -> None:
 def test_the_plugin_imports_no_library_only_some_runs_need() -> None:
     """The plugin is imported by every pytest run in a project that has it installed: the
     libraries of one feature each (fuzzy_list's matching, the file schemas, round-trip YAML,
-    the price list) are imported when first needed, not at start-up."""
+    the price list, the diff that explains a miss and the numpy it brings) are imported
+    when first needed, not at start-up."""
     code = (
         "import sys, pytest_llmeval.plugin; "
-        "print(sorted(m for m in ('scipy', 'jsonschema', 'ruamel', 'genai_prices') "
-        "if m in sys.modules))"
+        "print(sorted(m for m in ('scipy', 'jsonschema', 'ruamel', 'genai_prices', 'deepdiff', "
+        "'numpy') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
