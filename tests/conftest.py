@@ -10,8 +10,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+# Imported once for the whole test process: pytester's in-process runs take out of
+# sys.modules what they imported, and numpy (which deepdiff and scipy bring, imported by
+# the plugin at a run's first explained miss or fuzzy match) refuses to load twice.
+import deepdiff  # noqa: F401
 import openai
 import pytest
+import scipy.optimize  # noqa: F401
 
 from tests.openai_server import OpenAIServer, Request, Script
 
